@@ -1,0 +1,235 @@
+"""Command line: ``flightco optimize | pareto | export``.
+
+Every user error (``FlightcoError``) is printed as one line and exits with status 2; Ctrl-C
+stops the search cleanly (finished trials are already stored) with status 130.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flightco.errors import FlightcoError
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help=(
+        "Find neural networks that are accurate AND cheap on a specific piece of hardware.\n\n"
+        "Typical session:\n\n"
+        "  flightco optimize recipes/mobilenet_energy.yaml   # search (resumes if re-run)\n\n"
+        "  flightco pareto outputs/mobilenet_energy --plot front.png\n\n"
+        "  flightco export outputs/mobilenet_energy --trial 7 --out model.onnx"
+    ),
+)
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _fail(exc: BaseException, code: int = 2) -> None:
+    err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def optimize(
+    recipe: Path = typer.Argument(..., help="Recipe YAML (see recipes/)."),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Total trials for the study (overrides search.trials)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=1, help="Stop starting new trials after this many seconds."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: recipe's output or outputs/<name>)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Sampler and training seed (overrides search.seed)."),
+    finalists: Optional[int] = typer.Option(None, "--finalists", min=0, help="Front members to retrain with the final budget (0: none)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: journal file in the run folder)."),
+) -> None:
+    """Search architecture + per-layer bit-widths for the recipe's hardware; re-run to resume."""
+    try:
+        _optimize(recipe, trials, timeout, out, seed, finalists, storage)
+    except FlightcoError as exc:
+        _fail(exc)
+
+
+def _optimize(recipe_path: Path, trials: int | None, timeout: float | None, out: Path | None,
+              seed: int | None, finalists: int | None, storage: str | None) -> None:
+    from flightco.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path)
+    updates: dict = {}
+    search = recipe.search
+    if trials is not None or timeout is not None or seed is not None:
+        search = search.model_copy(update={k: v for k, v in
+                                           {"trials": trials, "timeout_s": timeout, "seed": seed}.items() if v is not None})
+        updates["search"] = search
+    if out is not None:
+        updates["output"] = str(out)
+    if updates:
+        recipe = recipe.model_copy(update=updates)
+    run_dir = recipe.output_dir()
+    _check_writable(run_dir)
+
+    import torch
+
+    from flightco.progress import RichReporter
+    from flightco.search import create_or_resume_study, finished_trials, load_context, run_finalists, run_search
+
+    torch.set_num_threads(recipe.threads)
+    t0 = time.perf_counter()
+    ctx = load_context(recipe, run_dir)
+    study, info = create_or_resume_study(recipe, run_dir, storage)
+    done = finished_trials(study)
+    console.print(
+        f"[bold]flightco[/] {recipe.name}: {len(ctx.dataset.train)} train / {len(ctx.dataset.val)} val / "
+        f"{len(ctx.dataset.test)} test images ({ctx.dataset.name}); profiles: {', '.join(p.name for p in ctx.profiles)}; "
+        f"objectives: {', '.join(f'{o.direction} {o.metric}' for o in recipe.objectives)}"
+        + (f"; constraints: {', '.join(map(str, recipe.constraints))}" if recipe.constraints else "")
+    )
+    console.print(f"run folder {run_dir} (storage: {info.storage}); {done} finished trials found")
+    k = recipe.training.finalists if finalists is None else finalists
+    try:
+        with RichReporter(console, search.trials, done, [o.metric for o in recipe.objectives]) as reporter:
+            ran = run_search(study, ctx, reporter, trials=search.trials, timeout_s=search.timeout_s)
+            reporter.stage(f"proxy search done ({ran} new trials); training {k} finalists with the final budget")
+            finals = run_finalists(study, ctx, reporter, k)
+    except KeyboardInterrupt:
+        err_console.print(f"[yellow]interrupted[/]: {finished_trials(study)} finished trials are kept in {run_dir}; "
+                          "run the same command to resume")
+        raise typer.Exit(130)
+    elapsed = time.perf_counter() - t0
+    (run_dir / "last_run.json").write_text(json.dumps({"seconds": elapsed, "new_trials": ran,
+                                                       "finished_trials": finished_trials(study)}) + "\n")
+    _print_front(study)
+    _print_references(study)
+    console.print(f"done in {elapsed:.0f} s. Next: [bold]flightco pareto {run_dir} --plot front.png[/], "
+                  f"[bold]flightco export {run_dir} --trial N --out model.onnx[/]")
+    del finals
+
+
+def _check_writable(run_dir: Path) -> None:
+    from flightco.errors import RunError
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"{run_dir}: output folder is not writable ({exc.strerror or exc})") from None
+
+
+def _fmt(v: object, key: str = "") -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    if isinstance(v, float):
+        if "accuracy" in key:
+            return f"{100 * v:.2f}%"
+        return f"{v:.3g}"
+    return str(v)
+
+
+def _print_table(df, title: str, columns: list[str]) -> None:
+    table = Table(title=title, title_justify="left")
+    cols = [c for c in columns if c in df.columns]
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("bits", "status") else "right")
+    for _, r in df.iterrows():
+        table.add_row(*(_fmt(r[c], c) for c in cols))
+    console.print(table)
+
+
+FRONT_COLUMNS = ["trial", "accuracy", "final_test_accuracy", "energy_mj", "latency_ms", "memory_kb", "bits"]
+
+
+def _print_front(study) -> None:
+    from flightco.pareto import front_frame
+
+    df = front_frame(study)
+    _print_table(df, f"Pareto front of {study.study_name}: {len(df)} trials "
+                     "(accuracy = proxy on validation; final_test_accuracy = after final training, held-out test)",
+                 FRONT_COLUMNS)
+
+
+def _print_references(study) -> None:
+    from flightco.pareto import reference_comparison
+
+    rows = reference_comparison(study)
+    if not rows:
+        return
+    table = Table(title="Finalists vs their uniform-precision twins (final training, test accuracy; costs on the primary profile)",
+                  title_justify="left")
+    for c in ("trial", "bits", "test acc", "twin", "twin acc", "Δ acc (pts)", "energy / twin", "latency / twin", "memory / twin"):
+        table.add_column(c, justify="right")
+    for r in rows:
+        table.add_row(str(r["trial"]), r["bits"], _fmt(r["final_test_accuracy"], "accuracy"), r["reference_bits"],
+                      _fmt(r["reference_test_accuracy"], "accuracy"), f"{r['accuracy_delta_points']:+.2f}",
+                      _fmt(r["energy_ratio"]), _fmt(r["latency_ratio"]), _fmt(r["memory_ratio"]))
+    console.print(table)
+
+
+@app.command()
+def pareto(
+    run: Path = typer.Argument(..., help="Run folder written by `flightco optimize`."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Write the table as CSV (one row per trial)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw accuracy vs cost to this PNG."),
+    all_trials: bool = typer.Option(False, "--all", help="List every finished trial, not only the front."),
+) -> None:
+    """Show the Pareto front (or all trials), with finalists' uniform-8-bit comparisons."""
+    try:
+        from flightco.pareto import all_frame, front_frame, plot_front
+        from flightco.runs import load_study
+
+        _, study = load_study(run)
+        df = all_frame(study) if all_trials else front_frame(study)
+        if all_trials:
+            _print_table(df, f"All finished trials of {study.study_name}: {len(df)}", FRONT_COLUMNS + ["status"])
+        else:
+            _print_front(study)
+            _print_references(study)
+        if csv is not None:
+            csv.parent.mkdir(parents=True, exist_ok=True)
+            df.to_csv(csv, index=False)
+            console.print(f"wrote {csv} ({len(df)} rows)")
+        if plot is not None:
+            console.print(f"wrote {plot_front(study, plot)}")
+    except FlightcoError as exc:
+        _fail(exc)
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="Run folder written by `flightco optimize`."),
+    trial: int = typer.Option(..., "--trial", help="Trial number (see `flightco pareto`)."),
+    out: Path = typer.Option(..., "--out", help="Output .onnx file; a .json and .md report are written beside it."),
+    weights: str = typer.Option("auto", "--weights", help="auto (final if trained, else proxy), final, proxy or reference."),
+    min_agreement: float = typer.Option(0.995, "--min-agreement", help="Fail when onnxruntime's top-1 agrees with PyTorch on fewer test images."),
+) -> None:
+    """Export a trial to ONNX QCDQ (dynamic batch) and verify it in onnxruntime on test images."""
+    try:
+        from flightco.export import export_trial
+
+        r = export_trial(run, trial, out, weights=weights, min_agreement=min_agreement)
+        console.print(
+            f"wrote {r.file} ({r.weights} weights, {r.bits}); onnxruntime vs PyTorch on {r.test_images} test images: "
+            f"top-1 agreement {100 * r.top1_agreement:.2f}%, max |diff| {r.max_abs_diff:.2g}, "
+            f"accuracy {100 * r.onnxruntime_accuracy:.2f}% (PyTorch {100 * r.pytorch_accuracy:.2f}%)"
+        )
+    except FlightcoError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

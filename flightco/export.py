@@ -1,0 +1,167 @@
+"""Export a trial's trained model to ONNX (QCDQ) and verify it in onnxruntime.
+
+Verification is not optional: after writing the file, it is loaded in an onnxruntime
+session, run on the held-out test images, and compared with the PyTorch model (max abs
+difference of logits, top-1 agreement, accuracy of each). The figures are written next to
+the file as ``<name>.json`` and ``<name>.md``. Agreement below ``min_agreement`` is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import TrialState
+
+from flightco.errors import ExportError, RunError
+from flightco.runs import load_study, stored_recipe, trial_dir
+from flightco.space import Genome
+
+WEIGHT_KINDS = ("final", "proxy", "reference")
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    file: str
+    format: str
+    trial: int
+    weights: str
+    bits: str
+    genome: dict[str, Any]
+    test_images: int
+    pytorch_accuracy: float
+    onnxruntime_accuracy: float
+    top1_agreement: float
+    max_abs_diff: float
+    onnxruntime_version: str
+    opset: int
+    seconds: float
+    metrics: dict[str, float]
+
+    def markdown(self) -> str:
+        return "\n".join([
+            f"# Export of trial {self.trial} ({self.weights} weights)",
+            "",
+            f"- file: `{self.file}` ({self.format}, opset {self.opset}, dynamic batch axis)",
+            f"- precision: {self.bits}",
+            f"- verified on {self.test_images} held-out test images in onnxruntime {self.onnxruntime_version}",
+            f"- top-1 agreement with PyTorch: {100 * self.top1_agreement:.2f}%",
+            f"- max |logit difference|: {self.max_abs_diff:.3g}",
+            f"- accuracy: PyTorch {100 * self.pytorch_accuracy:.2f}%, onnxruntime {100 * self.onnxruntime_accuracy:.2f}%",
+            "- predicted costs: " + ", ".join(f"{k} {v:.4g}" for k, v in self.metrics.items() if "." not in k),
+            "",
+        ])
+
+
+def _resolve_weights(run_dir: Path, trial: Any, weights: str) -> tuple[Path, str]:
+    source = trial.user_attrs.get("weights_trial", trial.number)
+    candidates = {
+        "final": trial_dir(run_dir, trial.number) / "final.pt",
+        "reference": trial_dir(run_dir, trial.number) / "reference.pt",
+        "proxy": trial_dir(run_dir, source) / "proxy.pt",
+    }
+    if weights == "auto":
+        for kind in ("final", "proxy"):
+            if candidates[kind].is_file():
+                return candidates[kind], kind
+        raise RunError(f"trial {trial.number}: no stored weights under {trial_dir(run_dir, source)}")
+    if weights not in candidates:
+        raise RunError(f"--weights must be one of auto, {', '.join(WEIGHT_KINDS)}, got {weights!r}")
+    if not candidates[weights].is_file():
+        raise RunError(f"trial {trial.number}: no {weights} weights ({candidates[weights]} not found)")
+    return candidates[weights], weights
+
+
+def export_trial(
+    run_dir: Path, number: int, out: Path, *, weights: str = "auto", min_agreement: float = 0.995,
+    max_images: int | None = None,
+) -> ExportReport:
+    """Rebuild trial ``number``'s model, export ONNX QCDQ to ``out``, verify, write the report."""
+    _, study = load_study(run_dir)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if number not in trials:
+        raise RunError(f"trial {number} does not exist in {run_dir} (trials 0..{len(trials) - 1})")
+    trial = trials[number]
+    if trial.state != TrialState.COMPLETE:
+        raise RunError(f"trial {number} is {trial.state.name.lower()}: only completed trials can be exported")
+    if "proxy" not in trial.user_attrs:
+        raise RunError(f"trial {number} was not trained ({trial.user_attrs.get('status', 'no weights')})")
+    weights_path, kind = _resolve_weights(Path(run_dir), trial, weights)
+
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from flightco.data import load_dataset
+    from flightco.metrics import genome_metrics
+    from flightco.nn.mobilenet import build_model
+    from flightco.recipe import recipe_from_stored
+    from flightco.hw.profile import load_profile
+    from flightco.train import predict
+
+    start = time.perf_counter()
+    blob = torch.load(weights_path, map_location="cpu", weights_only=False)
+    genome = Genome.from_dict(blob["genome"])
+    model = build_model(genome)
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+
+    recipe = recipe_from_stored(stored_recipe(study))
+    ds = recipe.dataset
+    data = load_dataset(ds.name, root=ds.root, test_fraction=ds.test_fraction, val_fraction=ds.val_fraction,
+                        seed=recipe.search.seed, limit_train=ds.limit_train, options=ds.options)
+    x, y = data.test.x, data.test.y
+    if max_images:
+        x, y = x[:max_images], y[:max_images]
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, x[:1], out)
+
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    ort_logits = np.concatenate([sess.run(None, {name: x[i : i + 256].numpy()})[0] for i in range(0, len(x), 256)])
+    pt_logits = predict(model, x).numpy()
+    labels = y.numpy()
+    report = ExportReport(
+        file=str(out), format="onnx-qcdq", trial=number, weights=kind, bits=genome.bits_summary(),
+        genome=genome.to_dict(), test_images=int(len(x)),
+        pytorch_accuracy=float((pt_logits.argmax(1) == labels).mean()),
+        onnxruntime_accuracy=float((ort_logits.argmax(1) == labels).mean()),
+        top1_agreement=float((pt_logits.argmax(1) == ort_logits.argmax(1)).mean()),
+        max_abs_diff=float(np.abs(pt_logits - ort_logits).max()),
+        onnxruntime_version=ort.__version__, opset=OPSET, seconds=time.perf_counter() - start,
+        metrics=genome_metrics(genome, [load_profile(p) for p in recipe.hardware_paths]),
+    )
+    out.with_suffix(".json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    out.with_suffix(".md").write_text(report.markdown())
+    if report.top1_agreement < min_agreement:
+        raise ExportError(
+            f"{out}: onnxruntime agrees with PyTorch on only {100 * report.top1_agreement:.2f}% of test images "
+            f"(< {100 * min_agreement:.1f}%); report in {out.with_suffix('.json')}"
+        )
+    return report
+
+
+OPSET = 13
+
+
+def export_onnx(model: Any, example: Any, path: Path) -> None:
+    """The one ONNX QCDQ export path: eval mode, fixed opset, dynamic batch axis."""
+    from brevitas.export import export_onnx_qcdq
+
+    model.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            export_onnx_qcdq(
+                model, args=example, export_path=str(path), dynamo=False, opset_version=OPSET,
+                input_names=["input"], output_names=["logits"],
+                dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, keep_initializers_as_inputs=False,
+            )
+    except Exception as exc:  # torch.onnx raises many types; report one line
+        raise ExportError(f"{path}: ONNX export failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None

@@ -1,0 +1,131 @@
+"""The hardware-profile interface, its result type and the registry of profile kinds.
+
+A profile turns a list of fused kernels (:func:`flightco.hw.workload.workload`) into
+latency, energy and memory. Profiles are data (``hw_profiles/*.yaml``); the YAML's ``kind``
+picks the class that reads it, through a timm-style registry filled by
+:func:`register_profile_kind`.
+
+Every profile declares its *executed precision*: how requested bit-widths map to what the
+target really runs (a bit-fusion array rounds 3 bits up to 4; an int8 runtime runs 4 bits as
+8). Costs are computed at executed precision, so a search never pays for bits the hardware
+cannot exploit, and reports can say so.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from flightco.errors import ProfileError
+from flightco.hw.workload import LayerWorkload, peak_activation_bytes, weight_bytes
+
+METRICS = ("latency_ms", "energy_mj", "memory_kb")
+"""The cost metrics every profile returns, units in the names."""
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    name: str
+    op: str
+    latency_ms: float
+    energy_mj: float
+    executed_w_bits: int
+    executed_a_bits: int
+    bound: str = ""  # "compute" or "memory" for roofline profiles
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Whole-network costs plus the per-kernel breakdown they were summed from."""
+
+    latency_ms: float
+    energy_mj: float
+    memory_kb: float
+    layers: tuple[LayerCost, ...] = field(default=(), repr=False)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"latency_ms": self.latency_ms, "energy_mj": self.energy_mj, "memory_kb": self.memory_kb}
+
+
+class HardwareProfile(ABC):
+    """Base class of all profile kinds: ``cost(layers) -> Costs``."""
+
+    name: str
+    kind: str
+
+    @abstractmethod
+    def executed_bits(self, bits: int) -> int:
+        """The bit-width the target really runs when ``bits`` are requested."""
+
+    @abstractmethod
+    def layer_cost(self, layer: LayerWorkload) -> LayerCost:
+        """Latency and energy of one fused kernel at its executed precision."""
+
+    def layer_costs(self, layers: Sequence[LayerWorkload]) -> tuple[LayerCost, ...]:
+        """Per-kernel costs; override when a kernel's cost depends on the whole network."""
+        return tuple(self.layer_cost(layer) for layer in layers)
+
+    def cost(self, layers: Sequence[LayerWorkload]) -> Costs:
+        """Sum per-kernel costs; memory = weights at executed bits + peak live activations."""
+        per_layer = self.layer_costs(layers)
+        executed = [self.at_executed_precision(layer) for layer in layers]
+        memory = weight_bytes(executed) + peak_activation_bytes(executed)
+        return Costs(
+            latency_ms=sum(c.latency_ms for c in per_layer),
+            energy_mj=sum(c.energy_mj for c in per_layer),
+            memory_kb=memory / 1024,
+            layers=per_layer,
+        )
+
+    def at_executed_precision(self, layer: LayerWorkload) -> LayerWorkload:
+        return replace(
+            layer,
+            w_bits=self.executed_bits(layer.w_bits),
+            a_bits=self.executed_bits(layer.a_bits),
+            out_bits=self.executed_bits(layer.out_bits),
+        )
+
+    def describe_precision(self) -> str:
+        """One line saying how requested bits map to executed bits, for reports."""
+        pairs = [f"{b}->{self.executed_bits(b)}" for b in (2, 3, 4, 5, 6, 8)]
+        return f"{self.name}: requested->executed bits " + ", ".join(pairs) + f", float->{self.executed_bits(32)}"
+
+
+_KINDS: dict[str, Callable[[dict[str, Any], str], HardwareProfile]] = {}
+
+
+def register_profile_kind(kind: str) -> Callable[[Any], Any]:
+    """Class decorator: make ``kind: <kind>`` in a profile YAML load with this class's ``from_yaml``."""
+
+    def deco(cls: Any) -> Any:
+        _KINDS[kind] = cls.from_yaml
+        cls.kind = kind
+        return cls
+
+    return deco
+
+
+def profile_kinds() -> list[str]:
+    _ensure_builtin_kinds()
+    return sorted(_KINDS)
+
+
+def load_profile(path: str | Path) -> HardwareProfile:
+    """Read a profile YAML and build the profile its ``kind`` names (errors name file and field)."""
+    from flightco.yamlio import read_yaml
+
+    _ensure_builtin_kinds()
+    path = Path(path)
+    data = read_yaml(path, ProfileError)
+    kind = data.get("kind")
+    if kind not in _KINDS:
+        raise ProfileError(f"{path}: kind must be one of {', '.join(sorted(_KINDS))}, got {kind!r}")
+    return _KINDS[kind](data, str(path))
+
+
+def _ensure_builtin_kinds() -> None:
+    # Importing the modules runs their @register_profile_kind decorators.
+    from flightco.hw import analytic  # noqa: F401

@@ -1,0 +1,203 @@
+"""Recipe schema: one YAML file says what to search, on what data, for which hardware.
+
+Relative paths inside a recipe (search space, hardware profiles, dataset root) are resolved
+against the recipe file's folder, as docker-compose does, so a recipe works from any
+current directory. The output folder is relative to the current directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from flightco.errors import RecipeError
+from flightco.yamlio import read_yaml, validate
+
+COST_METRICS = ("latency_ms", "energy_mj", "memory_kb")
+MODEL_METRICS = ("accuracy", "macs", "params", "weight_kb")
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    name: str = "mnist5k"
+    root: str | None = Field(None, description="folder or file for datasets read from disk")
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    limit_train: int | None = Field(None, gt=0, description="use only this many training images")
+    options: dict[str, Any] = Field(default_factory=dict, description="loader-specific options")
+
+
+class Objective(_Strict):
+    metric: str
+    direction: Literal["maximize", "minimize"]
+
+
+class Constraint(_Strict):
+    metric: str
+    op: Literal["<=", ">=", "<", ">"]
+    bound: float
+
+    def violation(self, value: float) -> float:
+        """Optuna's convention: <= 0 is feasible, positive values measure the violation."""
+        return value - self.bound if self.op in ("<=", "<") else self.bound - value
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+
+class TrainSpec(_Strict):
+    epochs: float = Field(gt=0)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+class TrainingSpec(_Strict):
+    """Two-stage training: a short proxy per candidate, longer training for the finalists."""
+
+    proxy: TrainSpec = TrainSpec(epochs=1, batch_size=128, lr=5e-3)
+    final: TrainSpec = TrainSpec(epochs=8, batch_size=64, lr=3e-3)
+    finalists: int = Field(2, ge=0, description="front members retrained with the final budget")
+    reference_bits: int | None = Field(
+        8, description="train a uniform-precision twin of each finalist for comparison (null: off)"
+    )
+
+    @field_validator("reference_bits")
+    @classmethod
+    def _ref(cls, v: int | None) -> int | None:
+        if v is not None and v not in (2, 3, 4, 5, 6, 8):
+            raise ValueError("must be one of 2, 3, 4, 5, 6, 8 or null")
+        return v
+
+
+class SearchSpec(_Strict):
+    trials: int | None = Field(24, gt=0)
+    timeout_s: float | None = Field(None, gt=0)
+    sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
+    population_size: int = Field(8, ge=2, description="NSGA-II population")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _budget(self) -> SearchSpec:
+        if self.trials is None and self.timeout_s is None:
+            raise ValueError("set trials, timeout_s or both")
+        return self
+
+
+class Recipe(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    dataset: DatasetSpec = DatasetSpec()
+    search_space: str
+    hardware: list[str] = Field(min_length=1, description="profile files; the first one's costs are unprefixed")
+    objectives: list[Objective] = Field(min_length=1)
+    constraints: list[Constraint] = Field(default_factory=list)
+    training: TrainingSpec = TrainingSpec()
+    search: SearchSpec = SearchSpec()
+    storage: str | None = Field(None, description="Optuna storage URL; default: journal file in the output folder")
+    output: str | None = Field(None, description="run folder; default outputs/<name>")
+    threads: int = Field(2, ge=1, description="torch threads")
+
+    # set by load_recipe; not part of the YAML
+    base_dir: str = Field(".", exclude=True)
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _parse_constraints(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        out = []
+        for item in v:
+            if isinstance(item, str):
+                m = _CONSTRAINT.match(item)
+                if not m:
+                    raise ValueError(f"constraint {item!r} must look like 'latency_ms <= 2.0'")
+                out.append({"metric": m.group(1), "op": m.group(2), "bound": float(m.group(3))})
+            else:
+                out.append(item)
+        return out
+
+    @model_validator(mode="after")
+    def _metrics_known(self) -> Recipe:
+        names = [o.metric for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError("objectives: each metric may appear once")
+        for where, metric in [("objectives", o.metric) for o in self.objectives] + [
+            ("constraints", c.metric) for c in self.constraints
+        ]:
+            base = metric.split(".", 1)[1] if "." in metric else metric
+            if base not in COST_METRICS + MODEL_METRICS:
+                allowed = ", ".join(MODEL_METRICS + COST_METRICS)
+                raise ValueError(f"{where}: unknown metric {metric!r}; allowed: {allowed} (or <profile>.<cost metric>)")
+        if any(c.metric == "accuracy" for c in self.constraints):
+            raise ValueError("constraints: accuracy is only known after training; use it as an objective")
+        return self
+
+    # ---- paths ---------------------------------------------------------------------------
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p)
+
+    @property
+    def search_space_path(self) -> Path:
+        return self.resolve(self.search_space)
+
+    @property
+    def hardware_paths(self) -> list[Path]:
+        return [self.resolve(h) for h in self.hardware]
+
+    @property
+    def dataset_root(self) -> Path | None:
+        return self.resolve(self.dataset.root) if self.dataset.root else None
+
+    def output_dir(self) -> Path:
+        return Path(self.output) if self.output else Path("outputs") / self.name
+
+    def to_stored(self) -> dict[str, Any]:
+        """The recipe as stored with a study: every path made absolute, so workers agree."""
+        d = self.model_dump(mode="json")
+        d["search_space"] = str(self.search_space_path.resolve())
+        d["hardware"] = [str(p.resolve()) for p in self.hardware_paths]
+        if self.dataset.root:
+            d["dataset"]["root"] = str(self.dataset_root.resolve())
+        d["constraints"] = [str(c) for c in self.constraints]
+        return d
+
+    def search_fingerprint(self) -> str:
+        """Hash of what defines the search (not budget, output or storage): a resumed run must match."""
+        d = self.to_stored()
+        for k in ("search", "output", "storage", "description", "threads"):
+            d.pop(k, None)
+        d["search_seed"] = self.search.seed
+        d["sampler"] = self.search.sampler
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Load and validate a recipe; errors are one line naming the file and the field."""
+    path = Path(path)
+    data = read_yaml(path, RecipeError)
+    data = dict(data)
+    data["base_dir"] = str(path.parent)
+    recipe = validate(Recipe, data, str(path), RecipeError)
+    if not recipe.search_space_path.is_file():
+        raise RecipeError(f"{path}: search_space: file {recipe.search_space_path} not found")
+    for h in recipe.hardware_paths:
+        if not h.is_file():
+            raise RecipeError(f"{path}: hardware: profile file {h} not found")
+    return recipe
+
+
+def recipe_from_stored(d: dict[str, Any]) -> Recipe:
+    """Rebuild a recipe from the copy stored with a study (absolute paths)."""
+    return validate(Recipe, dict(d), "stored recipe", RecipeError)

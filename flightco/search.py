@@ -1,0 +1,375 @@
+"""The search: an Optuna multi-objective study over Genomes, then the finalists' training.
+
+Two stages, as is standard when full training of every candidate does not fit the budget:
+
+1. **Proxy search.** Each trial samples a Genome, prices it on every hardware profile
+   (torch-free, microseconds), and, if it meets the recipe's constraints, trains it briefly
+   (``training.proxy``) and scores it on the *validation* split. Trials that break a
+   constraint are recorded with their costs but never trained.
+2. **Finalists.** The most promising members of the proxy Pareto front are retrained with
+   ``training.final`` on train+validation and scored on the held-out *test* split, together
+   with a uniform-precision twin of each (``training.reference_bits``), so reports can say
+   what mixed precision bought. Final figures are stored as study user attributes
+   ``final:<trial>``; proxy figures stay the trials' objective values. Both are labelled.
+
+Everything is stored in the Optuna storage, so a re-run of the same command resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from flightco.data import Dataset, Split, load_dataset
+from flightco.errors import RunError
+from flightco.hw.profile import HardwareProfile, load_profile
+from flightco.metrics import genome_metrics
+from flightco.recipe import Recipe, TrainSpec
+from flightco.runs import RunInfo, open_storage, read_run_info, trial_dir, write_run_info
+from flightco.space import Genome, SearchSpace, sample_genome
+
+FINAL_PREFIX = "final:"
+
+
+class Reporter(Protocol):
+    """What the search tells its user; the CLI implements it with rich."""
+
+    def trial_started(self, number: int, genome: Genome, metrics: dict[str, float]) -> None: ...
+
+    def epoch(self, epoch: int, total: int, accuracy: float | None, loss: float) -> None: ...
+
+    def trial_finished(self, trial: FrozenTrial | None, row: dict[str, Any]) -> None: ...
+
+    def stage(self, text: str) -> None: ...
+
+
+class QuietReporter:
+    """A reporter that says nothing (tests, library use)."""
+
+    def trial_started(self, number: int, genome: Genome, metrics: dict[str, float]) -> None:
+        pass
+
+    def epoch(self, epoch: int, total: int, accuracy: float | None, loss: float) -> None:
+        pass
+
+    def trial_finished(self, trial: FrozenTrial | None, row: dict[str, Any]) -> None:
+        pass
+
+    def stage(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class SearchContext:
+    """Everything a trial needs, loaded once per process."""
+
+    recipe: Recipe
+    space: SearchSpace
+    profiles: list[HardwareProfile]
+    dataset: Dataset
+    run_dir: Path
+
+
+def load_context(recipe: Recipe, run_dir: Path) -> SearchContext:
+    space = SearchSpace.load(recipe.search_space_path)
+    profiles = [load_profile(p) for p in recipe.hardware_paths]
+    names = [p.name for p in profiles]
+    if len(set(names)) != len(names):
+        raise RunError(f"hardware: two profiles share the name {names!r}; names prefix metrics and must differ")
+    ds = recipe.dataset
+    dataset = load_dataset(
+        ds.name, root=recipe.dataset_root, test_fraction=ds.test_fraction, val_fraction=ds.val_fraction,
+        seed=recipe.search.seed, limit_train=ds.limit_train, options=ds.options,
+    )
+    ctx = SearchContext(recipe, space, profiles, dataset, run_dir)
+    _check_metric_names(ctx)
+    return ctx
+
+
+def _check_metric_names(ctx: SearchContext) -> None:
+    """Fail before the first trial when an objective or constraint names no known metric."""
+    known = set(genome_metrics(sample_any_genome(ctx), ctx.profiles)) | {"accuracy"}
+    for m in [o.metric for o in ctx.recipe.objectives] + [c.metric for c in ctx.recipe.constraints]:
+        if m not in known:
+            profiles = ", ".join(p.name for p in ctx.profiles)
+            raise RunError(f"recipe: metric {m!r} is unknown; profile-prefixed metrics use the profile names ({profiles})")
+
+
+def sample_any_genome(ctx: SearchContext) -> Genome:
+    """The first choice of every option: a valid Genome for checks."""
+
+    class First:
+        def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+            return choices[0]
+
+    return make_genome(First(), ctx)
+
+
+def make_genome(trial: Any, ctx: SearchContext) -> Genome:
+    d = ctx.dataset
+    return sample_genome(trial, ctx.space, in_channels=d.in_channels, resolution=d.resolution, num_classes=d.num_classes)
+
+
+def train_config(spec: TrainSpec, seed: int) -> Any:
+    from flightco.train import TrainConfig
+
+    return TrainConfig(
+        epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr, weight_decay=spec.weight_decay,
+        label_smoothing=spec.label_smoothing, seed=seed,
+    )
+
+
+def train_genome(
+    genome: Genome, train: Split, val: Split | None, spec: TrainSpec, seed: int, reporter: Reporter
+) -> tuple[Any, Any]:
+    """Build and QAT-train a model; returns (model, TrainResult)."""
+    import torch
+
+    from flightco.nn.mobilenet import build_model
+    from flightco.train import train_qat
+
+    torch.manual_seed(seed)
+    model = build_model(genome)
+    total = math.ceil(spec.epochs)
+    result = train_qat(
+        model, train, train_config(spec, seed), val=val,
+        on_epoch=lambda e, acc, loss: reporter.epoch(e, total, acc, loss),
+    )
+    return model, result
+
+
+def save_weights(model: Any, genome: Genome, path: Path) -> None:
+    """Save state dict + genome atomically (a crash never leaves a half-written file)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"genome": genome.to_dict(), "state_dict": model.state_dict()}, tmp)
+    tmp.replace(path)
+
+
+class Objective:
+    """The Optuna objective: Genome -> costs -> (constraints) -> proxy training -> values."""
+
+    def __init__(self, ctx: SearchContext, reporter: Reporter) -> None:
+        self.ctx = ctx
+        self.reporter = reporter
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        ctx = self.ctx
+        recipe = ctx.recipe
+        genome = make_genome(trial, ctx)
+        metrics = genome_metrics(genome, ctx.profiles)
+        trial.set_user_attr("genome", genome.to_dict())
+        trial.set_user_attr("bits", genome.bits_summary())
+        trial.set_user_attr("metrics", metrics)
+        violations = {str(c): c.violation(metrics[c.metric]) for c in recipe.constraints}
+        for name, v in violations.items():
+            trial.set_constraint(name, v)
+        self.reporter.trial_started(trial.number, genome, metrics)
+        feasible = all(v <= 0 for v in violations.values())
+        if not feasible:
+            broken = ", ".join(n for n, v in violations.items() if v > 0)
+            trial.set_user_attr("status", f"infeasible: {broken} (not trained)")
+            accuracy = 0.0
+        else:
+            accuracy = self._proxy_accuracy(trial, genome)
+        values = tuple(accuracy if o.metric == "accuracy" else metrics[o.metric] for o in recipe.objectives)
+        row = {"trial": trial.number, "accuracy": accuracy, **metrics, "bits": genome.bits_summary(), "feasible": feasible}
+        self.reporter.trial_finished(None, row)
+        return values
+
+    def _proxy_accuracy(self, trial: optuna.Trial, genome: Genome) -> float:
+        ctx = self.ctx
+        same = _find_trained_twin(trial.study, genome)
+        if same is not None:
+            trial.set_user_attr("status", f"duplicate of trial {same.number} (not retrained)")
+            trial.set_user_attr("weights_trial", same.user_attrs.get("weights_trial", same.number))
+            trial.set_user_attr("proxy", same.user_attrs.get("proxy", {}))
+            return float(same.user_attrs["proxy"]["val_accuracy"])
+        seed = ctx.recipe.search.seed * 100_003 + trial.number
+        from flightco.train import DivergedError
+
+        try:
+            model, result = train_genome(
+                genome, ctx.dataset.train, ctx.dataset.val, ctx.recipe.training.proxy, seed, self.reporter
+            )
+        except DivergedError as exc:
+            trial.set_user_attr("status", f"failed: {exc}")
+            raise optuna.TrialPruned(str(exc)) from None
+        accuracy = result.epoch_accuracies[-1]
+        save_weights(model, genome, trial_dir(ctx.run_dir, trial.number) / "proxy.pt")
+        trial.set_user_attr("status", "trained")
+        trial.set_user_attr("weights_trial", trial.number)
+        trial.set_user_attr(
+            "proxy",
+            {"val_accuracy": accuracy, "seconds": result.seconds, "steps": result.steps,
+             "epochs": ctx.recipe.training.proxy.epochs, "val_images": len(ctx.dataset.val)},
+        )
+        return accuracy
+
+
+def _find_trained_twin(study: optuna.Study, genome: Genome) -> FrozenTrial | None:
+    key = genome.to_dict()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("genome") == key and "proxy" in t.user_attrs:
+            return t
+    return None
+
+
+# ---- study creation --------------------------------------------------------------------------
+
+
+def make_sampler(recipe: Recipe, n_existing: int) -> optuna.samplers.BaseSampler:
+    """Seeded sampler; on resume the seed moves on so resumed trials do not repeat old ones."""
+    seed = recipe.search.seed + 7919 * n_existing
+    # Constraints reach the samplers through Trial.set_constraint (Optuna 5); no constraints_func.
+    if recipe.search.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=recipe.search.population_size, seed=seed)
+    if recipe.search.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def create_or_resume_study(recipe: Recipe, run_dir: Path, storage_url: str | None) -> tuple[optuna.Study, RunInfo]:
+    """Open the run's study, creating it (and ``run.json``) on first use.
+
+    Refuses to resume when the search-defining part of the recipe changed since the run began.
+    """
+    run_dir = Path(run_dir)
+    fingerprint = recipe.search_fingerprint()
+    if (run_dir / "run.json").is_file():
+        info = read_run_info(run_dir)
+        if storage_url and storage_url != info.storage:
+            raise RunError(f"{run_dir}: this run uses storage {info.storage!r}; pass --out for a new run")
+        if info.fingerprint != fingerprint:
+            raise RunError(
+                f"{run_dir}: the recipe's search definition changed since this run started "
+                f"(fingerprint {info.fingerprint} != {fingerprint}); use --out for a new run folder"
+            )
+    else:
+        info = RunInfo(study_name=recipe.name, storage=storage_url or recipe.storage or "journal", fingerprint=fingerprint)
+    storage = open_storage(info.storage, run_dir)
+    directions = [o.direction for o in recipe.objectives]
+    try:
+        existing = optuna.load_study(study_name=info.study_name, storage=storage)
+        n_existing = len(existing.trials)
+    except KeyError:
+        n_existing = 0
+    study = optuna.create_study(
+        study_name=info.study_name, storage=storage, directions=directions,
+        sampler=make_sampler(recipe, n_existing), load_if_exists=True,
+    )
+    if "recipe" not in study.user_attrs:
+        study.set_user_attr("recipe", recipe.to_stored())
+        study.set_user_attr("fingerprint", fingerprint)
+        study.set_user_attr("objectives", [o.metric for o in recipe.objectives])
+    elif study.user_attrs.get("fingerprint") != fingerprint:
+        raise RunError(f"study {info.study_name!r} was created from a different recipe; use another --study or --out")
+    write_run_info(run_dir, info)
+    return study, info
+
+
+def finished_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def run_search(study: optuna.Study, ctx: SearchContext, reporter: Reporter, *, trials: int | None, timeout_s: float | None) -> int:
+    """Run trials until ``trials`` finished trials exist in the study (or the timeout). Returns how many ran."""
+    remaining = None if trials is None else max(0, trials - finished_trials(study))
+    if remaining == 0:
+        reporter.stage(f"search budget of {trials} trials already met; skipping to finalists")
+        return 0
+    before = finished_trials(study)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(
+        Objective(ctx, reporter), n_trials=remaining, timeout=timeout_s, catch=(), gc_after_trial=False,
+        show_progress_bar=False,
+    )
+    return finished_trials(study) - before
+
+
+# ---- finalists ----------------------------------------------------------------------------------
+
+
+def proxy_front(study: optuna.Study) -> list[FrozenTrial]:
+    """Optuna's Pareto front (feasible trials only), restricted to trained trials."""
+    return [t for t in study.best_trials if "proxy" in t.user_attrs]
+
+
+def choose_finalists(study: optuna.Study, k: int, window: float = 0.1) -> list[FrozenTrial]:
+    """The front's most accurate trial, then the cheapest front trials whose proxy accuracy is
+    within ``window`` of it (the knee of the front), up to ``k``.
+
+    Proxy accuracies are rough, so finalists are picked from the accurate end of the front
+    rather than spread evenly: the cheapest extreme of a front is rarely worth full training.
+    """
+    front = proxy_front(study)
+    if not front or k <= 0:
+        return []
+    objectives = study.user_attrs.get("objectives", [])
+    acc_i = objectives.index("accuracy") if "accuracy" in objectives else None
+    if acc_i is None:
+        return sorted(front, key=lambda t: t.number)[:k]
+    cost_i = next((i for i, _ in enumerate(objectives) if i != acc_i), None)
+    best = max(front, key=lambda t: t.values[acc_i])
+    chosen = [best]
+    near = [t for t in front if t is not best and t.values[acc_i] >= best.values[acc_i] - window]
+    if cost_i is not None:
+        near.sort(key=lambda t: t.values[cost_i] * (1 if study.directions[cost_i].name == "MINIMIZE" else -1))
+    chosen += near[: k - 1]
+    return chosen
+
+
+def run_finalists(study: optuna.Study, ctx: SearchContext, reporter: Reporter, k: int) -> list[dict[str, Any]]:
+    """Retrain finalists (and their uniform-precision twins) with the final budget; resumable."""
+    from flightco.data import Split
+    from flightco.train import evaluate
+
+    import torch
+
+    recipe = ctx.recipe
+    ds = ctx.dataset
+    full_train = Split(torch.cat([ds.train.x, ds.val.x]), torch.cat([ds.train.y, ds.val.y]))
+    results = []
+    for trial in choose_finalists(study, k):
+        key = f"{FINAL_PREFIX}{trial.number}"
+        if key in study.user_attrs:
+            results.append(study.user_attrs[key])
+            continue
+        genome = Genome.from_dict(trial.user_attrs["genome"])
+        entry: dict[str, Any] = {"trial": trial.number, "train_images": len(full_train), "test_images": len(ds.test)}
+        twins = [("final", genome)]
+        if recipe.training.reference_bits is not None:
+            twins.append(("reference", genome.with_uniform_bits(recipe.training.reference_bits)))
+        for label, g in twins:
+            reporter.stage(f"{label} training of trial {trial.number} ({g.bits_summary()}), {recipe.training.final.epochs:g} epochs")
+            seed = recipe.search.seed * 100_003 + trial.number
+            start = time.perf_counter()
+            model, _ = train_genome(g, full_train, None, recipe.training.final, seed, reporter)
+            acc = evaluate(model, ds.test)
+            save_weights(model, g, trial_dir(ctx.run_dir, trial.number) / f"{label}.pt")
+            entry[label] = {
+                "test_accuracy": acc,
+                "seconds": time.perf_counter() - start,
+                "bits": g.bits_summary(),
+                "genome": g.to_dict(),
+                "metrics": genome_metrics(g, ctx.profiles),
+                "epochs": recipe.training.final.epochs,
+            }
+        study.set_user_attr(key, entry)
+        results.append(entry)
+    (Path(ctx.run_dir) / "finals.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def finals_of(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    return {int(k[len(FINAL_PREFIX):]): v for k, v in study.user_attrs.items() if k.startswith(FINAL_PREFIX)}
