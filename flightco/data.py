@@ -221,8 +221,10 @@ def load_dataset(
     keep, held = stratified_split(y, val_fraction, seed=seed)
     xv, yv = x[held], y[held]
     x, y = x[keep], y[keep]
-    if limit_train is not None:
-        x, y = x[:limit_train], y[:limit_train]
+    if limit_train is not None and limit_train < len(y):
+        # a stratified random subset: sources are often sorted by class, so x[:n] would not do
+        subset, _ = stratified_split(y, 1 - limit_train / len(y), seed=seed)
+        x, y = x[subset], y[subset]
     mean = (x.reshape(-1, x.shape[-1]).astype(np.float64).mean(0) / 255).astype(np.float32)
     std = (x.reshape(-1, x.shape[-1]).astype(np.float64).std(0) / 255).astype(np.float32) + 1e-6
 

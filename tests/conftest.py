@@ -1,0 +1,58 @@
+"""Shared fixtures: small real recipes written into a temp folder, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = ROOT / "search_spaces" / "mobilenet.yaml"
+BITFUSION = ROOT / "hw_profiles" / "bitfusion.yaml"
+
+
+def tiny_recipe(**overrides) -> dict:
+    """A recipe that trains a handful of real MNIST digits for a few steps."""
+    recipe = {
+        "name": "tiny",
+        "dataset": {"name": "mnist5k", "limit_train": 256},
+        "search_space": str(SPACE),
+        "hardware": [str(BITFUSION)],
+        "objectives": [{"metric": "accuracy", "direction": "maximize"},
+                       {"metric": "energy_mj", "direction": "minimize"}],
+        "constraints": ["memory_kb <= 200"],
+        "training": {"proxy": {"epochs": 0.25, "batch_size": 64},
+                     "final": {"epochs": 0.5, "batch_size": 64}, "finalists": 1},
+        "search": {"trials": 3, "population_size": 2, "seed": 0},
+    }
+    for key, value in overrides.items():
+        recipe[key] = value
+    return recipe
+
+
+@pytest.fixture
+def write_recipe(tmp_path):
+    def write(recipe: dict, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(recipe))
+        return path
+
+    return write
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a subprocess (as a user would)."""
+    env = dict(os.environ, COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "flightco.cli", *map(str, args)],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+@pytest.fixture
+def cli():
+    return run_cli

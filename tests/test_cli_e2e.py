@@ -1,0 +1,129 @@
+"""End-to-end runs of the real CLI on a tiny budget: real Optuna journal storage, real
+training for a few steps on real digits, a real onnxruntime session."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import optuna
+import pandas as pd
+import pytest
+import torch
+
+from flightco.runs import load_study
+
+from conftest import tiny_recipe
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One tiny search, shared by the tests below (it takes ~20 s)."""
+    from conftest import run_cli
+    import yaml
+
+    folder = tmp_path_factory.mktemp("e2e")
+    recipe = folder / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe()))
+    out = folder / "run"
+    proc = run_cli("optimize", recipe, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    return recipe, out, proc
+
+
+def _completed(run_dir):
+    _, study = load_study(run_dir)
+    return study, [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def test_optimize_stores_study_with_genomes_and_metrics(finished_run):
+    _, out, proc = finished_run
+    study, trials = _completed(out)
+    assert len(trials) == 3
+    for t in trials:
+        assert {"genome", "metrics", "bits", "status"} <= set(t.user_attrs)
+        assert t.user_attrs["metrics"]["energy_mj"] == pytest.approx(t.values[1])
+    trained = [t for t in trials if "proxy" in t.user_attrs]
+    assert trained and all((out / "trials" / f"{t.number:04d}" / "proxy.pt").is_file() for t in trained)
+    finals = [k for k in study.user_attrs if k.startswith("final:")]
+    assert len(finals) == 1
+    entry = study.user_attrs[finals[0]]
+    assert 0 <= entry["final"]["test_accuracy"] <= 1 and entry["reference"]["bits"] == "uniform W8A8"
+    assert "Pareto front" in proc.stdout
+
+
+def test_pareto_table_csv_and_plot(finished_run, cli, tmp_path):
+    _, out, _ = finished_run
+    csv = tmp_path / "front.csv"
+    png = tmp_path / "front.png"
+    proc = cli("pareto", out, "--csv", csv, "--plot", png)
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(csv)
+    assert {"trial", "accuracy", "energy_mj", "latency_ms", "memory_kb", "bits"} <= set(df.columns)
+    study, _ = _completed(out)
+    assert sorted(df["trial"]) == sorted(t.number for t in study.best_trials if "proxy" in t.user_attrs)
+    assert png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert "uniform" in proc.stdout  # the finalist's 8-bit twin is shown
+    all_csv = tmp_path / "all.csv"
+    assert cli("pareto", out, "--all", "--csv", all_csv).returncode == 0
+    assert len(pd.read_csv(all_csv)) == 3
+
+
+def test_export_onnx_matches_pytorch_in_onnxruntime(finished_run, cli, tmp_path):
+    _, out, _ = finished_run
+    study, trials = _completed(out)
+    finalist = int(next(k for k in study.user_attrs if k.startswith("final:")).split(":")[1])
+    onnx_path = tmp_path / "model.onnx"
+    proc = cli("export", out, "--trial", finalist, "--out", onnx_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(onnx_path.with_suffix(".json").read_text())
+    assert report["weights"] == "final" and report["top1_agreement"] >= 0.995 and report["test_images"] == 1000
+    assert onnx_path.with_suffix(".md").is_file()
+
+    # Independent check: our own onnxruntime session against the PyTorch model, batch size 7.
+    from flightco.data import load_dataset
+    from flightco.nn.mobilenet import build_model
+    from flightco.space import Genome
+
+    blob = torch.load(out / "trials" / f"{finalist:04d}" / "final.pt", weights_only=False)
+    model = build_model(Genome.from_dict(blob["genome"]))
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    x = load_dataset("mnist5k").test.x[:7]
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        want = model(x).numpy()
+    assert got.shape == (7, 10)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    ops = {n.op_type for n in __import__("onnx").load(str(onnx_path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_export_refuses_missing_and_untrained_trials(finished_run, cli, tmp_path):
+    _, out, _ = finished_run
+    before = [(t.number, t.values) for t in _completed(out)[1]]
+    proc = cli("export", out, "--trial", 99, "--out", tmp_path / "x.onnx")
+    assert proc.returncode == 2 and "trial 99 does not exist" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert [(t.number, t.values) for t in _completed(out)[1]] == before
+
+
+def test_rerun_resumes_and_keeps_finished_trials(finished_run, cli):
+    recipe, out, _ = finished_run
+    before = {t.number: (t.params, t.values) for t in _completed(out)[1]}
+    proc = cli("optimize", recipe, "--out", out, "--trials", 4)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 finished trials found" in proc.stdout
+    after = {t.number: (t.params, t.values) for t in _completed(out)[1]}
+    assert len(after) == 4 and {k: after[k] for k in before} == before
+
+
+def test_changed_recipe_is_refused_on_resume(finished_run, cli, write_recipe):
+    _, out, _ = finished_run
+    changed = write_recipe(tiny_recipe(constraints=["memory_kb <= 150"]), "changed.yaml")
+    proc = cli("optimize", changed, "--out", out)
+    assert proc.returncode == 2 and "search definition changed" in proc.stderr
