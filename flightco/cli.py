@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from flightco.errors import FlightcoError
+
+# Brevitas warns at import about an optional CUDA kernel package that CPU users never need.
+warnings.filterwarnings("ignore", message="fast_hadamard_transform package not found")
 
 app = typer.Typer(
     add_completion=False,

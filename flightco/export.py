@@ -151,7 +151,8 @@ OPSET = 13
 
 
 def export_onnx(model: Any, example: Any, path: Path) -> None:
-    """The one ONNX QCDQ export path: eval mode, fixed opset, dynamic batch axis."""
+    """The one ONNX QCDQ export path: eval mode, fixed opset, dynamic batch axis, and sub-8-bit
+    clips moved after dequantization (see :mod:`flightco.onnx_passes` for why)."""
     from brevitas.export import export_onnx_qcdq
 
     model.eval()
@@ -165,3 +166,11 @@ def export_onnx(model: Any, example: Any, path: Path) -> None:
             )
     except Exception as exc:  # torch.onnx raises many types; report one line
         raise ExportError(f"{path}: ONNX export failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    import onnx
+
+    from flightco.onnx_passes import clip_after_dequantize
+
+    graph = onnx.load(str(path))
+    clip_after_dequantize(graph)
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(path))
