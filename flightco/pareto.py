@@ -116,7 +116,9 @@ def plot_front(study: optuna.Study, path: Path, cost_metric: str | None = None) 
         ax.scatter(final["final"]["metrics"][key], comp["final_test_accuracy"], marker="*", s=140, c="tab:red",
                    zorder=5, label="finalist (final, test)")
         ax.scatter(final["reference"]["metrics"][key], comp["reference_test_accuracy"], marker="x", s=60,
-                   c="black", zorder=5, label=f"uniform {comp['reference_bits']} twin (final, test)")
+                   c="black", zorder=5, label=f"{comp['reference_bits']} twin (final, test)")
+        ax.plot([final["final"]["metrics"][key], final["reference"]["metrics"][key]],
+                [comp["final_test_accuracy"], comp["reference_test_accuracy"]], ":", c="0.4", lw=1)
         ax.annotate(f"#{comp['trial']}", (final["final"]["metrics"][key], comp["final_test_accuracy"]),
                     textcoords="offset points", xytext=(6, -10), fontsize=8)
     handles, labels = ax.get_legend_handles_labels()
