@@ -51,18 +51,26 @@ def optimize(
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: recipe's output or outputs/<name>)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Sampler and training seed (overrides search.seed)."),
     finalists: Optional[int] = typer.Option(None, "--finalists", min=0, help="Front members to retrain with the final budget (0: none)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: journal file in the run folder)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (default: journal file in the run folder)."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name in the storage (default: the recipe's name)."),
 ) -> None:
-    """Search architecture + per-layer bit-widths for the recipe's hardware; re-run to resume."""
+    """Search architecture + per-layer bit-widths for the recipe's hardware; re-run to resume.
+
+    With --storage postgresql://..., start `flightco worker --storage ... --study ...` on other
+    processes or machines to share the trials.
+    """
     try:
-        _optimize(recipe, trials, timeout, out, seed, finalists, storage)
+        _optimize(recipe, trials, timeout, out, seed, finalists, storage, study)
     except FlightcoError as exc:
         _fail(exc)
 
 
 def _optimize(recipe_path: Path, trials: int | None, timeout: float | None, out: Path | None,
-              seed: int | None, finalists: int | None, storage: str | None) -> None:
+              seed: int | None, finalists: int | None, storage: str | None, study_name: str | None) -> None:
+    from contextlib import nullcontext
+
     from flightco.recipe import load_recipe
+    from flightco.runs import exclusive_run_lock, redact
 
     recipe = load_recipe(recipe_path)
     updates: dict = {}
@@ -77,16 +85,25 @@ def _optimize(recipe_path: Path, trials: int | None, timeout: float | None, out:
         recipe = recipe.model_copy(update=updates)
     run_dir = recipe.output_dir()
     _check_writable(run_dir)
+    journal = not (storage or recipe.storage)
+    with exclusive_run_lock(run_dir) if journal else nullcontext():
+        _search_and_finalize(recipe, run_dir, storage, study_name, finalists, journal)
 
+
+def _search_and_finalize(recipe, run_dir: Path, storage: str | None, study_name: str | None,
+                         finalists: int | None, journal: bool) -> None:
     import torch
 
     from flightco.progress import RichReporter
-    from flightco.search import create_or_resume_study, finished_trials, load_context, run_finalists, run_search
+    from flightco.runs import redact
+    from flightco.search import load_context, run_finalists
+    from flightco.study import create_or_resume_study, finished_trials, recover_orphaned_trials, run_trials
 
     torch.set_num_threads(recipe.threads)
     t0 = time.perf_counter()
+    search = recipe.search
     ctx = load_context(recipe, run_dir)
-    study, info = create_or_resume_study(recipe, run_dir, storage)
+    study, info = create_or_resume_study(recipe, run_dir, storage, study_name, budget=search.trials)
     done = finished_trials(study)
     console.print(
         f"[bold]flightco[/] {recipe.name}: {len(ctx.dataset.train)} train / {len(ctx.dataset.val)} val / "
@@ -94,25 +111,60 @@ def _optimize(recipe_path: Path, trials: int | None, timeout: float | None, out:
         f"objectives: {', '.join(f'{o.direction} {o.metric}' for o in recipe.objectives)}"
         + (f"; constraints: {', '.join(map(str, recipe.constraints))}" if recipe.constraints else "")
     )
-    console.print(f"run folder {run_dir} (storage: {info.storage}); {done} finished trials found")
+    console.print(f"run folder {run_dir} (study {info.study_name!r} in {redact(info.storage)}); {done} finished trials found")
     k = recipe.training.finalists if finalists is None else finalists
     try:
         with RichReporter(console, search.trials, done, [o.metric for o in recipe.objectives]) as reporter:
-            ran = run_search(study, ctx, reporter, trials=search.trials, timeout_s=search.timeout_s)
-            reporter.stage(f"proxy search done ({ran} new trials); training {k} finalists with the final budget")
-            finals = run_finalists(study, ctx, reporter, k)
+            if journal:
+                recover_orphaned_trials(study, reporter)
+            ran = run_trials(study, ctx, reporter, budget=search.trials, timeout_s=search.timeout_s)
+            reporter.stage(f"proxy search done ({ran} trials run here); training {k} finalists with the final budget")
+            run_finalists(study, ctx, reporter, k)
     except KeyboardInterrupt:
         err_console.print(f"[yellow]interrupted[/]: {finished_trials(study)} finished trials are kept in {run_dir}; "
                           "run the same command to resume")
         raise typer.Exit(130)
     elapsed = time.perf_counter() - t0
-    (run_dir / "last_run.json").write_text(json.dumps({"seconds": elapsed, "new_trials": ran,
+    (run_dir / "last_run.json").write_text(json.dumps({"seconds": elapsed, "trials_run_here": ran,
                                                        "finished_trials": finished_trials(study)}) + "\n")
     _print_front(study)
     _print_references(study)
     console.print(f"done in {elapsed:.0f} s. Next: [bold]flightco pareto {run_dir} --plot front.png[/], "
                   f"[bold]flightco export {run_dir} --trial N --out model.onnx[/]")
-    del finals
+
+
+@app.command()
+def worker(
+    storage: str = typer.Option(..., "--storage", help="The study's RDB storage URL (postgresql://user@host/db)."),
+    study: str = typer.Option(..., "--study", help="Name of a study created by `flightco optimize ... --storage`."),
+    artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Artifact folder, if it is mounted elsewhere on this machine (default: the study's)."),
+) -> None:
+    """Work on an existing study: run its trials until its budget is met, then exit.
+
+    The recipe, the search space, the hardware profiles and the budget are read from the
+    storage; the worker refuses a study created by different flightco code.
+    """
+    try:
+        import torch
+
+        from flightco.progress import RichReporter
+        from flightco.search import load_context
+        from flightco.study import attach_worker, finished_trials, run_trials, study_budget
+
+        opt_study, recipe, run_dir = attach_worker(storage, study, artifacts)
+        _check_writable(run_dir)
+        torch.set_num_threads(recipe.threads)
+        ctx = load_context(recipe, run_dir)
+        budget = study_budget(opt_study, recipe.search.trials)
+        console.print(f"worker on study {study!r}: budget {budget} trials, {finished_trials(opt_study)} finished; artifacts in {run_dir}")
+        with RichReporter(console, budget, finished_trials(opt_study), [o.metric for o in recipe.objectives]) as reporter:
+            ran = run_trials(opt_study, ctx, reporter, budget=budget, timeout_s=recipe.search.timeout_s)
+        console.print(f"worker done: {ran} trials finished here; study has {finished_trials(opt_study)}")
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: the running trial is marked failed; finished trials are kept")
+        raise typer.Exit(130)
+    except FlightcoError as exc:
+        _fail(exc)
 
 
 def _check_writable(run_dir: Path) -> None:

@@ -110,7 +110,7 @@ def export_trial(
     model.load_state_dict(blob["state_dict"])
     model.eval()
 
-    recipe = recipe_from_stored(stored_recipe(study))
+    recipe = recipe_from_stored(stored_recipe(study), files_dir=Path(run_dir) / ".recipe")
     ds = recipe.dataset
     data = load_dataset(ds.name, root=ds.root, test_fraction=ds.test_fraction, val_fraction=ds.val_fraction,
                         seed=recipe.search.seed, limit_train=ds.limit_train, options=ds.options)

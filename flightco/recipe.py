@@ -164,22 +164,30 @@ class Recipe(_Strict):
         return Path(self.output) if self.output else Path("outputs") / self.name
 
     def to_stored(self) -> dict[str, Any]:
-        """The recipe as stored with a study: every path made absolute, so workers agree."""
+        """The recipe as stored with a study: file paths made absolute, and the search space's and
+        profiles' YAML texts embedded, so a worker on another machine needs only the storage."""
         d = self.model_dump(mode="json")
         d["search_space"] = str(self.search_space_path.resolve())
         d["hardware"] = [str(p.resolve()) for p in self.hardware_paths]
         if self.dataset.root:
             d["dataset"]["root"] = str(self.dataset_root.resolve())
         d["constraints"] = [str(c) for c in self.constraints]
+        d["files"] = {
+            "search_space": self.search_space_path.read_text(),
+            "hardware": [p.read_text() for p in self.hardware_paths],
+        }
         return d
 
     def search_fingerprint(self) -> str:
-        """Hash of what defines the search (not budget, output or storage): a resumed run must match."""
+        """Hash of what defines the search: the recipe's search-relevant fields and the *contents*
+        of its search space and profiles (not their paths, nor budget, output or storage).
+        A resumed run or an attaching worker must match it."""
         d = self.to_stored()
-        for k in ("search", "output", "storage", "description", "threads"):
+        for k in ("search", "output", "storage", "description", "threads", "search_space", "hardware"):
             d.pop(k, None)
         d["search_seed"] = self.search.seed
         d["sampler"] = self.search.sampler
+        d["population_size"] = self.search.population_size
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -198,6 +206,23 @@ def load_recipe(path: str | Path) -> Recipe:
     return recipe
 
 
-def recipe_from_stored(d: dict[str, Any]) -> Recipe:
-    """Rebuild a recipe from the copy stored with a study (absolute paths)."""
-    return validate(Recipe, dict(d), "stored recipe", RecipeError)
+def recipe_from_stored(d: dict[str, Any], files_dir: Path | None = None) -> Recipe:
+    """Rebuild a recipe from the copy stored with a study.
+
+    With ``files_dir``, the embedded search-space and profile texts are written there and used
+    (a worker's view: nothing but the storage is needed); without it, the stored absolute paths are.
+    """
+    d = dict(d)
+    files = d.pop("files", None)
+    if files_dir is not None and files:
+        files_dir = Path(files_dir)
+        files_dir.mkdir(parents=True, exist_ok=True)
+        (files_dir / "search_space.yaml").write_text(files["search_space"])
+        d["search_space"] = str(files_dir / "search_space.yaml")
+        paths = []
+        for i, text in enumerate(files["hardware"]):
+            path = files_dir / f"hardware_{i}.yaml"
+            path.write_text(text)
+            paths.append(str(path))
+        d["hardware"] = paths
+    return validate(Recipe, d, "stored recipe", RecipeError)

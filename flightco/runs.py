@@ -9,7 +9,13 @@ every worker and every later command runs exactly the same recipe.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,18 +43,84 @@ def is_rdb_url(url: str) -> bool:
     return url.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "mysql")
 
 
+HEARTBEAT_INTERVAL_S = int(os.environ.get("FLIGHTCO_HEARTBEAT_S", "30"))
+GRACE_PERIOD_S = int(os.environ.get("FLIGHTCO_GRACE_S", str(4 * HEARTBEAT_INTERVAL_S)))
+
+
 def open_storage(storage: str, run_dir: Path) -> optuna.storages.BaseStorage:
-    """``"journal"`` -> the run folder's journal file; an RDB URL -> Optuna's RDBStorage."""
+    """``"journal"`` -> the run folder's journal file; an RDB URL -> Optuna's RDBStorage.
+
+    RDB storages get heartbeats (``FLIGHTCO_HEARTBEAT_S``, default 30 s; a trial whose worker
+    stopped beating for ``FLIGHTCO_GRACE_S``, default 4 beats, is marked failed) and a
+    failed-trial callback that retries such a trial once with the same parameters.
+    """
     if storage == "journal":
         run_dir.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
     if not is_rdb_url(storage):
-        raise RunError(f"storage: {storage!r} is not supported; use sqlite:///FILE, postgresql://..., or leave it empty")
+        raise RunError(f"storage: {storage!r} is not supported; use sqlite:///FILE, postgresql://USER@HOST/DB, or leave it empty")
     try:
-        return optuna.storages.RDBStorage(storage, heartbeat_interval=60, grace_period=180)
-    except Exception as exc:  # sqlalchemy raises many types; the message is what matters
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise RunError(f"storage: cannot open {storage!r}: {first}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                storage,
+                heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                grace_period=GRACE_PERIOD_S,
+                heartbeat_stale_trial_callback=retry_callback(),
+                engine_kwargs={"pool_pre_ping": True},
+            )
+    except Exception as exc:  # sqlalchemy raises many types; the first line is what matters
+        text = str(exc).strip()
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), exc.__class__.__name__)
+        raise RunError(f"storage: cannot open {redact(storage)}: {first}") from None
+
+
+def retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """Re-enqueue a trial whose worker died, once, with the same parameters."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+
+
+def redact(url: str) -> str:
+    """Hide a password in a storage URL before printing it."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        if ":" in cred:
+            return f"{scheme}://{cred.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def code_fingerprint() -> str:
+    """Hash of flightco's own source files: workers of one study must run the same code."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def exclusive_run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` for the life of a search process using the default journal storage.
+
+    Holding it proves no other flightco process works on this run folder, so trials left
+    RUNNING in the journal belong to a process that died (``kill -9``, power loss) and can be
+    failed and retried safely.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(run_dir / ".lock", "w")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"{run_dir}: another flightco process is running on this run folder "
+                           "(for several workers on one study use an RDB storage: --storage postgresql://...)") from None
+        yield
+    finally:
+        fh.close()
 
 
 def write_run_info(run_dir: Path, info: RunInfo) -> None:

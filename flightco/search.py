@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,10 +35,15 @@ from flightco.errors import RunError
 from flightco.hw.profile import HardwareProfile, load_profile
 from flightco.metrics import genome_metrics
 from flightco.recipe import Recipe, TrainSpec
-from flightco.runs import RunInfo, open_storage, read_run_info, trial_dir, write_run_info
+from flightco.runs import trial_dir
 from flightco.space import Genome, SearchSpace, sample_genome
 
 FINAL_PREFIX = "final:"
+
+
+class TrialFailed(Exception):
+    """A candidate could not be evaluated (e.g. its training diverged): the trial is recorded as
+    failed with the reason, and the search goes on."""
 
 
 class Reporter(Protocol):
@@ -166,6 +173,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         ctx = self.ctx
         recipe = ctx.recipe
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         genome = make_genome(trial, ctx)
         metrics = genome_metrics(genome, ctx.profiles)
         trial.set_user_attr("genome", genome.to_dict())
@@ -204,7 +212,7 @@ class Objective:
             )
         except DivergedError as exc:
             trial.set_user_attr("status", f"failed: {exc}")
-            raise optuna.TrialPruned(str(exc)) from None
+            raise TrialFailed(str(exc)) from None
         accuracy = result.epoch_accuracies[-1]
         save_weights(model, genome, trial_dir(ctx.run_dir, trial.number) / "proxy.pt")
         trial.set_user_attr("status", "trained")
@@ -223,78 +231,6 @@ def _find_trained_twin(study: optuna.Study, genome: Genome) -> FrozenTrial | Non
         if t.user_attrs.get("genome") == key and "proxy" in t.user_attrs:
             return t
     return None
-
-
-# ---- study creation --------------------------------------------------------------------------
-
-
-def make_sampler(recipe: Recipe, n_existing: int) -> optuna.samplers.BaseSampler:
-    """Seeded sampler; on resume the seed moves on so resumed trials do not repeat old ones."""
-    seed = recipe.search.seed + 7919 * n_existing
-    # Constraints reach the samplers through Trial.set_constraint (Optuna 5); no constraints_func.
-    if recipe.search.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=recipe.search.population_size, seed=seed)
-    if recipe.search.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-def create_or_resume_study(recipe: Recipe, run_dir: Path, storage_url: str | None) -> tuple[optuna.Study, RunInfo]:
-    """Open the run's study, creating it (and ``run.json``) on first use.
-
-    Refuses to resume when the search-defining part of the recipe changed since the run began.
-    """
-    run_dir = Path(run_dir)
-    fingerprint = recipe.search_fingerprint()
-    if (run_dir / "run.json").is_file():
-        info = read_run_info(run_dir)
-        if storage_url and storage_url != info.storage:
-            raise RunError(f"{run_dir}: this run uses storage {info.storage!r}; pass --out for a new run")
-        if info.fingerprint != fingerprint:
-            raise RunError(
-                f"{run_dir}: the recipe's search definition changed since this run started "
-                f"(fingerprint {info.fingerprint} != {fingerprint}); use --out for a new run folder"
-            )
-    else:
-        info = RunInfo(study_name=recipe.name, storage=storage_url or recipe.storage or "journal", fingerprint=fingerprint)
-    storage = open_storage(info.storage, run_dir)
-    directions = [o.direction for o in recipe.objectives]
-    try:
-        existing = optuna.load_study(study_name=info.study_name, storage=storage)
-        n_existing = len(existing.trials)
-    except KeyError:
-        n_existing = 0
-    study = optuna.create_study(
-        study_name=info.study_name, storage=storage, directions=directions,
-        sampler=make_sampler(recipe, n_existing), load_if_exists=True,
-    )
-    if "recipe" not in study.user_attrs:
-        study.set_user_attr("recipe", recipe.to_stored())
-        study.set_user_attr("fingerprint", fingerprint)
-        study.set_user_attr("objectives", [o.metric for o in recipe.objectives])
-    elif study.user_attrs.get("fingerprint") != fingerprint:
-        raise RunError(f"study {info.study_name!r} was created from a different recipe; use another --study or --out")
-    write_run_info(run_dir, info)
-    return study, info
-
-
-def finished_trials(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-
-
-def run_search(study: optuna.Study, ctx: SearchContext, reporter: Reporter, *, trials: int | None, timeout_s: float | None) -> int:
-    """Run trials until ``trials`` finished trials exist in the study (or the timeout). Returns how many ran."""
-    remaining = None if trials is None else max(0, trials - finished_trials(study))
-    if remaining == 0:
-        reporter.stage(f"search budget of {trials} trials already met; skipping to finalists")
-        return 0
-    before = finished_trials(study)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(
-        Objective(ctx, reporter), n_trials=remaining, timeout=timeout_s, catch=(), gc_after_trial=False,
-        show_progress_bar=False,
-    )
-    return finished_trials(study) - before
 
 
 # ---- finalists ----------------------------------------------------------------------------------
