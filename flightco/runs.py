@@ -27,6 +27,10 @@ from optuna.storages.journal import JournalFileBackend
 from flightco import __version__
 from flightco.errors import RunError
 
+# flightco reports progress itself; Optuna's INFO lines ("A new study created ...") would land
+# on stderr, where a user reads only errors.
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
 RUN_FILE = "run.json"
 JOURNAL_FILE = "study.journal"
 

@@ -214,6 +214,9 @@ def _beyond_budget(study: optuna.Study, number: int, budget: int) -> bool:
     return rank > budget
 
 
+MAX_CONSECUTIVE_FAILURES = 5
+
+
 def run_trials(
     study: optuna.Study, ctx: SearchContext, reporter: Reporter, *, budget: int | None,
     timeout_s: float | None = None, poll_s: float = 2.0,
@@ -221,13 +224,17 @@ def run_trials(
     """Run trials until the study holds ``budget`` finished trials (or ``timeout_s`` passes).
 
     While the remaining trials are running in other workers, keep polling: if one of those
-    workers dies, its trial is retried here. Returns the number of trials this call finished.
+    workers dies, its trial is retried here. A failed trial (e.g. diverged training) is
+    recorded and the loop goes on, but ``MAX_CONSECUTIVE_FAILURES`` failures in a row stop it
+    with an error, since then the recipe rather than the candidates is at fault.
+    Returns the number of trials this call finished.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objective = Objective(ctx, reporter)
     heartbeat = _heartbeat_enabled(study)
     start = time.monotonic()
     ran = 0
+    failures_in_a_row = 0
     while True:
         if timeout_s is not None and time.monotonic() - start > timeout_s:
             break
@@ -254,6 +261,13 @@ def run_trials(
             continue
         if _run_one(study, trial, objective, heartbeat):
             ran += 1
+            failures_in_a_row = 0
+            continue
+        failures_in_a_row += 1
+        if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES:
+            reason = study.trials[trial.number].user_attrs.get("status", "unknown")
+            raise RunError(f"{failures_in_a_row} trials in a row failed (last: trial {trial.number}, {reason}); "
+                           "check the recipe's training settings")
     return ran
 
 
@@ -278,6 +292,12 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, objective: Objective, hea
         trial.set_user_attr("status", "failed: interrupted")
         study.tell(trial, state=TrialState.FAIL)
         raise
+    except OSError as exc:  # disk full, artifact folder gone or unwritable: stop, keep the study
+        where = exc.filename or "the artifact folder"
+        trial.set_user_attr("status", f"failed: cannot write {where}: {exc.strerror or exc}")
+        study.tell(trial, state=TrialState.FAIL)
+        raise RunError(f"{where}: cannot write trial artifacts ({exc.strerror or exc}); "
+                       "finished trials are kept, free space or fix the folder and re-run to resume") from None
     except BaseException as exc:
         trial.set_user_attr("status", f"failed: {exc.__class__.__name__}: {str(exc)[:200]}")
         study.tell(trial, state=TrialState.FAIL)

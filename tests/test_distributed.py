@@ -192,3 +192,32 @@ def test_second_process_on_same_journal_run_is_refused(tmp_path, cli):
     with exclusive_run_lock(out):
         proc = cli("optimize", recipe, "--out", out)
     assert proc.returncode == 2 and "another flightco process" in proc.stderr
+
+
+def test_diverging_trials_are_recorded_as_failed_and_the_search_goes_on(tmp_path, cli):
+    from flightco.runs import load_study
+    from flightco.study import MAX_CONSECUTIVE_FAILURES
+
+    recipe = _recipe(tmp_path, proxy={"epochs": 0.5, "batch_size": 32, "lr": 1e12})
+    out = tmp_path / "run"
+    proc = cli("optimize", recipe, "--out", out, "--trials", 3)
+    assert proc.returncode == 2 and "in a row failed" in proc.stderr and "diverged" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    _, study = load_study(out)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(failed) == MAX_CONSECUTIVE_FAILURES  # it went on after each failure
+    assert all("training diverged" in t.user_attrs["status"] for t in failed)
+
+
+def test_artifact_folder_that_breaks_mid_run_is_one_line_error(tmp_path, cli):
+    from flightco.runs import load_study
+
+    recipe = _recipe(tmp_path)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "trials").write_text("not a folder")  # weights cannot be saved under it
+    proc = cli("optimize", recipe, "--out", out, "--trials", 2)
+    assert proc.returncode == 2 and "cannot write trial artifacts" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    _, study = load_study(out)
+    assert study.trials and study.trials[-1].state == TrialState.FAIL
