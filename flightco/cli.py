@@ -70,7 +70,7 @@ def _optimize(recipe_path: Path, trials: int | None, timeout: float | None, out:
     from contextlib import nullcontext
 
     from flightco.recipe import load_recipe
-    from flightco.runs import exclusive_run_lock, redact
+    from flightco.runs import exclusive_run_lock
 
     recipe = load_recipe(recipe_path)
     updates: dict = {}
@@ -114,7 +114,7 @@ def _search_and_finalize(recipe, run_dir: Path, storage: str | None, study_name:
     console.print(f"run folder {run_dir} (study {info.study_name!r} in {redact(info.storage)}); {done} finished trials found")
     k = recipe.training.finalists if finalists is None else finalists
     try:
-        with RichReporter(console, search.trials, done, [o.metric for o in recipe.objectives]) as reporter:
+        with RichReporter(console, search.trials, done) as reporter:
             if journal:
                 recover_orphaned_trials(study, reporter)
             ran = run_trials(study, ctx, reporter, budget=search.trials, timeout_s=search.timeout_s)
@@ -123,7 +123,7 @@ def _search_and_finalize(recipe, run_dir: Path, storage: str | None, study_name:
     except KeyboardInterrupt:
         err_console.print(f"[yellow]interrupted[/]: {finished_trials(study)} finished trials are kept in {run_dir}; "
                           "run the same command to resume")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     elapsed = time.perf_counter() - t0
     (run_dir / "last_run.json").write_text(json.dumps({"seconds": elapsed, "trials_run_here": ran,
                                                        "finished_trials": finished_trials(study)}) + "\n")
@@ -157,12 +157,12 @@ def worker(
         ctx = load_context(recipe, run_dir)
         budget = study_budget(opt_study, recipe.search.trials)
         console.print(f"worker on study {study!r}: budget {budget} trials, {finished_trials(opt_study)} finished; artifacts in {run_dir}")
-        with RichReporter(console, budget, finished_trials(opt_study), [o.metric for o in recipe.objectives]) as reporter:
+        with RichReporter(console, budget, finished_trials(opt_study)) as reporter:
             ran = run_trials(opt_study, ctx, reporter, budget=budget, timeout_s=recipe.search.timeout_s)
         console.print(f"worker done: {ran} trials finished here; study has {finished_trials(opt_study)}")
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: the running trial is marked failed; finished trials are kept")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except FlightcoError as exc:
         _fail(exc)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from optuna.trial import FrozenTrial
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -15,9 +14,8 @@ from flightco.space import Genome
 class RichReporter:
     """Implements :class:`flightco.search.Reporter` with a live rich progress display."""
 
-    def __init__(self, console: Console, total_trials: int | None, done: int, objectives: list[str]) -> None:
+    def __init__(self, console: Console, total_trials: int | None, done: int) -> None:
         self.console = console
-        self.objectives = objectives
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=console, transient=False,
@@ -42,7 +40,7 @@ class RichReporter:
         desc = self.progress.tasks[self.epochs].description.split("  epoch")[0]
         self.progress.update(self.epochs, total=total, completed=epoch, description=f"{desc}  epoch{acc} loss {loss:.3f}")
 
-    def trial_finished(self, trial: FrozenTrial | None, row: dict[str, Any]) -> None:
+    def trial_finished(self, row: dict[str, Any]) -> None:
         self.progress.advance(self.trials)
         self.progress.update(self.epochs, visible=False)
         if row.get("feasible"):

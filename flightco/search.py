@@ -53,7 +53,7 @@ class Reporter(Protocol):
 
     def epoch(self, epoch: int, total: int, accuracy: float | None, loss: float) -> None: ...
 
-    def trial_finished(self, trial: FrozenTrial | None, row: dict[str, Any]) -> None: ...
+    def trial_finished(self, row: dict[str, Any]) -> None: ...
 
     def stage(self, text: str) -> None: ...
 
@@ -67,7 +67,7 @@ class QuietReporter:
     def epoch(self, epoch: int, total: int, accuracy: float | None, loss: float) -> None:
         pass
 
-    def trial_finished(self, trial: FrozenTrial | None, row: dict[str, Any]) -> None:
+    def trial_finished(self, row: dict[str, Any]) -> None:
         pass
 
     def stage(self, text: str) -> None:
@@ -192,7 +192,7 @@ class Objective:
             accuracy = self._proxy_accuracy(trial, genome)
         values = tuple(accuracy if o.metric == "accuracy" else metrics[o.metric] for o in recipe.objectives)
         row = {"trial": trial.number, "accuracy": accuracy, **metrics, "bits": genome.bits_summary(), "feasible": feasible}
-        self.reporter.trial_finished(None, row)
+        self.reporter.trial_finished(row)
         return values
 
     def _proxy_accuracy(self, trial: optuna.Trial, genome: Genome) -> float:

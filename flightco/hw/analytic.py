@@ -40,7 +40,6 @@ class _Strict(BaseModel):
 class ArraySpec(_Strict):
     rows: int = Field(gt=0, description="reduction dimension mapped over rows")
     cols: int = Field(gt=0, description="output channels mapped over columns")
-    brick_bits: int = Field(2, gt=0, description="bits of one BitBrick")
     max_bits: int = Field(8, gt=0, description="bits one fusion unit handles in one cycle")
     clock_mhz: float = Field(gt=0)
     vector_lanes: int = Field(64, gt=0, description="lanes of the elementwise unit (add, pool)")

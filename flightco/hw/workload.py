@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from flightco.space import FLOAT_BITS, Genome, Precision
+from flightco.space import FLOAT_BITS, Genome
 
 Op = Literal["conv", "dwconv", "linear", "add", "pool"]
 OPS: tuple[str, ...] = ("conv", "dwconv", "linear", "add", "pool")
@@ -169,15 +169,3 @@ def weight_bytes(layers: list[LayerWorkload]) -> float:
 
 def total_macs(layers: list[LayerWorkload]) -> int:
     return sum(layer.macs for layer in layers if layer.op in ("conv", "dwconv", "linear"))
-
-
-__all__ = [
-    "LayerWorkload",
-    "OPS",
-    "Precision",
-    "conv_out",
-    "peak_activation_bytes",
-    "total_macs",
-    "weight_bytes",
-    "workload",
-]
