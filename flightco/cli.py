@@ -279,6 +279,11 @@ def export(
         _fail(exc)
 
 
+from flightco.profile_cli import app as _profile_app  # noqa: E402
+
+app.add_typer(_profile_app, name="profile")
+
+
 def main() -> None:
     try:
         app()

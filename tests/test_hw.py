@@ -134,3 +134,17 @@ def test_profile_yaml_syntax_error(tmp_path):
     path.write_text("name: [unclosed\n")
     with pytest.raises(ProfileError, match="invalid YAML"):
         load_profile(path)
+
+
+def test_eyeriss_like_profile_gains_nothing_below_8_bits_in_compute():
+    from conftest import ROOT
+
+    eyeriss = load_profile(ROOT / "hw_profiles" / "eyeriss.yaml")
+    assert [eyeriss.executed_bits(b) for b in (2, 4, 6, 8, 32)] == [8, 8, 8, 8, 16]
+    layer = LayerWorkload("l", "conv", 64, 64, 14, 14, 3, 1, 1, 8, 8, 8)
+    c4 = eyeriss.layer_cost(replace(layer, w_bits=4, a_bits=4, out_bits=4))
+    c8 = eyeriss.layer_cost(layer)
+    assert c4.energy_mj == c8.energy_mj and c4.latency_ms == c8.latency_ms
+    # while the bit-fusion array does profit
+    bitfusion = load_profile(BITFUSION)
+    assert bitfusion.layer_cost(replace(layer, w_bits=4, a_bits=4, out_bits=4)).energy_mj < bitfusion.layer_cost(layer).energy_mj

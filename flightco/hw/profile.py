@@ -68,6 +68,10 @@ class HardwareProfile(ABC):
         """Per-kernel costs; override when a kernel's cost depends on the whole network."""
         return tuple(self.layer_cost(layer) for layer in layers)
 
+    def independent_layer_costs(self, layers: Sequence[LayerWorkload]) -> tuple[LayerCost, ...]:
+        """Costs of layers measured one at a time (a per-layer table), not as one network."""
+        return tuple(self.layer_costs([layer])[0] for layer in layers)
+
     def cost(self, layers: Sequence[LayerWorkload]) -> Costs:
         """Sum per-kernel costs; memory = weights at executed bits + peak live activations."""
         per_layer = self.layer_costs(layers)
@@ -108,24 +112,28 @@ def register_profile_kind(kind: str) -> Callable[[Any], Any]:
     return deco
 
 
+_BUILTIN_KINDS = {
+    "analytic": "flightco.hw.analytic",
+    "measured": "flightco.hw.learned",
+    "learned": "flightco.hw.learned",
+}
+
+
 def profile_kinds() -> list[str]:
-    _ensure_builtin_kinds()
-    return sorted(_KINDS)
+    return sorted(set(_KINDS) | set(_BUILTIN_KINDS))
 
 
 def load_profile(path: str | Path) -> HardwareProfile:
     """Read a profile YAML and build the profile its ``kind`` names (errors name file and field)."""
+    import importlib
+
     from flightco.yamlio import read_yaml
 
-    _ensure_builtin_kinds()
     path = Path(path)
     data = read_yaml(path, ProfileError)
     kind = data.get("kind")
+    if kind not in _KINDS and kind in _BUILTIN_KINDS:
+        importlib.import_module(_BUILTIN_KINDS[kind])  # runs its @register_profile_kind
     if kind not in _KINDS:
-        raise ProfileError(f"{path}: kind must be one of {', '.join(sorted(_KINDS))}, got {kind!r}")
+        raise ProfileError(f"{path}: kind must be one of {', '.join(profile_kinds())}, got {kind!r}")
     return _KINDS[kind](data, str(path))
-
-
-def _ensure_builtin_kinds() -> None:
-    # Importing the modules runs their @register_profile_kind decorators.
-    from flightco.hw import analytic  # noqa: F401

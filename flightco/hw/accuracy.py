@@ -1,0 +1,31 @@
+"""How well a profile predicts measurements: the figures nn-Meter and NeuralPower report."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import spearmanr
+
+
+def accuracy_report(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    """``n``, mean absolute % error, root-mean-square % error, share within ±10% (nn-Meter's
+    accuracy figure) and Spearman rank correlation (does the profile order things right?)."""
+    p = np.asarray(predicted, dtype=float)
+    m = np.asarray(measured, dtype=float)
+    rel = (p - m) / m
+    rho = float(spearmanr(p, m).statistic) if len(m) > 1 and np.ptp(m) > 0 and np.ptp(p) > 0 else float("nan")
+    return {
+        "n": int(len(m)),
+        "mape": float(np.mean(np.abs(rel)) * 100),
+        "rmspe": float(np.sqrt(np.mean(rel**2)) * 100),
+        "acc10": float(np.mean(np.abs(rel) <= 0.10)),
+        "spearman": rho,
+    }
+
+
+def global_scale(predicted: np.ndarray, measured: np.ndarray) -> float:
+    """The one factor that best maps predictions onto measurements in relative terms (geometric
+    mean of ratios): calibrates analytic profiles whose units are nominal."""
+    p = np.asarray(predicted, dtype=float)
+    m = np.asarray(measured, dtype=float)
+    ok = (p > 0) & (m > 0)
+    return float(np.exp(np.mean(np.log(m[ok] / p[ok])))) if ok.any() else 1.0

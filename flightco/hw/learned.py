@@ -1,0 +1,240 @@
+"""Profiles built from measurements: *measured* (exact table look-up) and *learned* (per-op
+regressors, NeuralPower / nn-Meter style, that predict unseen layer shapes).
+
+Both keep the measurement rows inside the profile YAML: profiles stay plain data, and a learned
+profile refits its regressors when loaded (a second or so), so no pickled model ever travels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from flightco.errors import ProfileError
+from flightco.hw.profile import Costs, HardwareProfile, LayerCost, register_profile_kind
+from flightco.hw.table import METRIC_COLUMNS, TABLE_OPS, MeasuredLayer, layer_key, parse_rows
+from flightco.hw.workload import LayerWorkload
+from flightco.space import FLOAT_BITS
+from flightco.yamlio import validate
+
+
+def layer_features(layer: LayerWorkload) -> list[float]:
+    """Numeric features of one kernel: sizes, bits and the work and bytes they imply."""
+    return [
+        math.log1p(layer.macs), math.log1p(layer.params), math.log1p(layer.input_bytes),
+        math.log1p(layer.output_bytes), layer.cin, layer.cout, layer.h, layer.w, layer.k, layer.stride,
+        layer.w_bits, layer.a_bits, layer.out_h * layer.out_w,
+        (layer.cin // layer.groups) * layer.k * layer.k,  # reduction length: how a kernel fills an array
+        layer.w_bits * layer.a_bits,
+    ]
+
+
+class LayerCostRegressor(RegressorMixin, BaseEstimator):
+    """Gradient-boosted trees on layer features, fitted in log space when targets are positive
+    (costs span orders of magnitude; relative error is what matters).
+
+    Follows the scikit-learn estimator contract (``get_params``/``set_params``/``clone`` work).
+
+    Example:
+        >>> import numpy as np
+        >>> X = np.arange(40, dtype=float).reshape(20, 2)
+        >>> est = LayerCostRegressor(n_estimators=20).fit(X, X[:, 0] + 1)
+        >>> est.predict(X[:2]).shape
+        (2,)
+    """
+
+    def __init__(self, n_estimators: int = 300, max_depth: int = 3, learning_rate: float = 0.05,
+                 log_target: bool = True, random_state: int = 0) -> None:
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.log_target = log_target
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> LayerCostRegressor:
+        X, y = validate_data(self, X, y, y_numeric=True)
+        self.log_space_ = bool(self.log_target and np.all(y > 0))
+        target = np.log(y) if self.log_space_ else y
+        self.model_ = GradientBoostingRegressor(
+            n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
+            random_state=self.random_state,
+        ).fit(X, target)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        out = self.model_.predict(X)
+        return np.exp(out) if self.log_space_ else out
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RuntimeSpec(_Strict):
+    name: str
+    version: str = ""
+    threads: int = Field(1, ge=1)
+
+
+class TableProfileSpec(_Strict):
+    name: str
+    kind: str
+    description: str = ""
+    runtime: RuntimeSpec
+    supported_bits: list[int] = Field(default_factory=lambda: [8], min_length=1)
+    float_bits: int = Field(FLOAT_BITS, gt=0)
+    elementwise_ns_per_element: float = Field(1.0, gt=0, description="add/pool kernels, measured")
+    session_overhead_ms: float = Field(0.0, ge=0, description="fixed cost of one runtime call, in every row")
+    estimator: dict[str, Any] = Field(default_factory=dict)
+    columns: list[str]
+    rows: list[list[Any]] = Field(min_length=1)
+
+    @field_validator("supported_bits")
+    @classmethod
+    def _bits(cls, v: list[int]) -> list[int]:
+        if any(b < 1 or b > 32 for b in v):
+            raise ValueError("supported_bits must lie between 1 and 32")
+        return sorted(set(v))
+
+
+class _TableProfile(HardwareProfile):
+    """Shared by measured and learned profiles: executed precision and the measurement rows."""
+
+    def __init__(self, spec: TableProfileSpec, source: str) -> None:
+        self.spec = spec
+        self.name = spec.name
+        raw = [dict(zip(spec.columns, map(lambda v: "" if v is None else str(v), row))) for row in spec.rows]
+        measured = parse_rows(raw, f"{source}: rows")
+        # the table holds what the runtime executes: requested bits map to executed bits
+        self.measured = [MeasuredLayer(self.at_executed_precision(m.layer), m.values) for m in measured]
+        self.metrics = [m for m in METRIC_COLUMNS if all(m in x.values for x in self.measured)]
+
+    @classmethod
+    def from_yaml(cls, data: dict[str, Any], source: str) -> _TableProfile:
+        return cls(validate(TableProfileSpec, data, source, ProfileError), source)
+
+    def executed_bits(self, bits: int) -> int:
+        if bits >= FLOAT_BITS:
+            return self.spec.float_bits
+        for b in self.spec.supported_bits:
+            if b >= bits:
+                return b
+        return self.spec.supported_bits[-1]
+
+    def _elementwise(self, layer: LayerWorkload, x: LayerWorkload) -> LayerCost:
+        ms = layer.macs * self.spec.elementwise_ns_per_element * 1e-6
+        return LayerCost(layer.name, layer.op, ms, 0.0, x.w_bits, x.a_bits)
+
+    def predict(self, layers: Sequence[LayerWorkload]) -> dict[str, np.ndarray]:
+        """Per-layer predictions for every metric this profile knows."""
+        raise NotImplementedError
+
+    def cost(self, layers: Sequence[LayerWorkload]) -> Costs:
+        """Whole network: kernels without the per-call overhead, plus that overhead once."""
+        base = super().cost(layers)
+        return replace(base, latency_ms=base.latency_ms + self.spec.session_overhead_ms)
+
+    def independent_layer_costs(self, layers: Sequence[LayerWorkload]) -> tuple[LayerCost, ...]:
+        """One runtime call per layer, as the table was measured: each pays the overhead."""
+        oh = self.spec.session_overhead_ms
+        return tuple(replace(c, latency_ms=c.latency_ms + oh) for c in self.layer_costs(layers))
+
+    def layer_costs(self, layers: Sequence[LayerWorkload]) -> tuple[LayerCost, ...]:
+        """Per-kernel costs inside a network (the per-call overhead taken out of each)."""
+        executed = [self.at_executed_precision(layer) for layer in layers]
+        heavy = [i for i, x in enumerate(executed) if x.op in TABLE_OPS]
+        preds = self.predict([executed[i] for i in heavy]) if heavy else {}
+        out: list[LayerCost] = []
+        j = 0
+        for layer, x in zip(layers, executed):
+            if x.op not in TABLE_OPS:
+                out.append(self._elementwise(layer, x))
+                continue
+            raw = float(preds["latency_ms"][j])
+            lat = max(raw - self.spec.session_overhead_ms, 0.1 * raw)
+            energy = float(preds["energy_mj"][j]) if "energy_mj" in preds else 0.0
+            out.append(LayerCost(layer.name, layer.op, lat, energy, x.w_bits, x.a_bits))
+            j += 1
+        return tuple(out)
+
+    def layer_cost(self, layer: LayerWorkload) -> LayerCost:
+        return self.layer_costs([layer])[0]
+
+
+@register_profile_kind("measured")
+class MeasuredProfile(_TableProfile):
+    """Exact look-up of measured layers. A layer that was not measured is an error, never 0 ms."""
+
+    def __init__(self, spec: TableProfileSpec, source: str) -> None:
+        super().__init__(spec, source)
+        self.table = {layer_key(m.layer): m.values for m in self.measured}
+
+    def predict(self, layers: Sequence[LayerWorkload]) -> dict[str, np.ndarray]:
+        out = {m: np.empty(len(layers)) for m in self.metrics}
+        for i, layer in enumerate(layers):
+            values = self.table.get(layer_key(layer))
+            if values is None:
+                raise ProfileError(f"{self.name}: layer {layer.op} cin={layer.cin} cout={layer.cout} h={layer.h} "
+                                   f"k={layer.k} stride={layer.stride} W{layer.w_bits}A{layer.a_bits} was not measured; "
+                                   "use a learned profile to predict unseen shapes")
+            for m in self.metrics:
+                out[m][i] = values[m]
+        return out
+
+
+@register_profile_kind("learned")
+class LearnedProfile(_TableProfile):
+    """One regressor per op and metric, fitted on the profile's measurement rows at load time."""
+
+    def __init__(self, spec: TableProfileSpec, source: str) -> None:
+        super().__init__(spec, source)
+        self.models: dict[tuple[str, str], LayerCostRegressor] = {}
+        for op in TABLE_OPS:
+            rows = [m for m in self.measured if m.layer.op == op]
+            if not rows:
+                continue
+            X = np.array([layer_features(m.layer) for m in rows])
+            for metric in self.metrics:
+                y = np.array([m.values[metric] for m in rows])
+                self.models[(op, metric)] = LayerCostRegressor(**spec.estimator).fit(X, y)
+
+    def predict(self, layers: Sequence[LayerWorkload]) -> dict[str, np.ndarray]:
+        out = {m: np.empty(len(layers)) for m in self.metrics}
+        by_op: dict[str, list[int]] = {}
+        for i, layer in enumerate(layers):
+            by_op.setdefault(layer.op, []).append(i)
+        for op, idx in by_op.items():
+            X = np.array([layer_features(layers[i]) for i in idx])
+            for metric in self.metrics:
+                model = self.models.get((op, metric))
+                if model is None:
+                    raise ProfileError(f"{self.name}: no {op} layers were measured, so {op} costs cannot be predicted")
+                out[metric][idx] = model.predict(X)
+        return out
+
+
+def profile_yaml(name: str, kind: str, measured: list[MeasuredLayer], runtime: dict[str, Any],
+                 supported_bits: list[int], float_bits: int, elementwise_ns: float, overhead_ms: float = 0.0,
+                 description: str = "") -> dict[str, Any]:
+    """The YAML data of a measured or learned profile holding ``measured``."""
+    metrics = [m for m in METRIC_COLUMNS if all(m in x.values for x in measured)]
+    columns = ["op", "cin", "cout", "h", "w", "k", "stride", "groups", "w_bits", "a_bits", *metrics]
+    rows = [[x.layer.op, x.layer.cin, x.layer.cout, x.layer.h, x.layer.w, x.layer.k, x.layer.stride,
+             x.layer.groups, x.layer.w_bits, x.layer.a_bits, *[float(f"{x.values[m]:.6g}") for m in metrics]]
+            for x in measured]
+    return {
+        "name": name, "kind": kind, "description": description, "runtime": runtime,
+        "supported_bits": supported_bits, "float_bits": float_bits,
+        "elementwise_ns_per_element": elementwise_ns, "session_overhead_ms": overhead_ms,
+        "columns": columns, "rows": rows,
+    }

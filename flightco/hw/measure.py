@@ -1,0 +1,179 @@
+"""Measure layers and whole networks in onnxruntime, as users deploy them.
+
+Every measured graph is produced by the same export path as ``flightco export`` (Brevitas QCDQ
+plus flightco's clip rewrite), so the timings are of what a user would run: onnxruntime's CPU
+provider with its default optimizations, batch 1. Each timing is the median of ``repeats``
+runs after ``warmup`` runs, with the thread count recorded.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from flightco.hw.table import TABLE_OPS, MeasuredLayer, layer_key
+from flightco.hw.workload import LayerWorkload, workload
+from flightco.space import Genome, SearchSpace
+
+
+def sample_genomes(space: SearchSpace, n: int, seed: int, in_channels: int = 1, resolution: int = 28,
+                   num_classes: int = 10) -> list[Genome]:
+    """``n`` random Genomes of the space (Optuna's RandomSampler, seeded)."""
+    import optuna
+
+    from flightco.space import sample_genome
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    return [sample_genome(study.ask(), space, in_channels=in_channels, resolution=resolution,
+                          num_classes=num_classes) for _ in range(n)]
+
+
+def sample_layers(space: SearchSpace, n: int, seed: int, **io: int) -> list[LayerWorkload]:
+    """Up to ``n`` distinct conv/dwconv/linear kernels drawn from random networks of the space."""
+    seen: dict[tuple, LayerWorkload] = {}
+    for genome in sample_genomes(space, max(4, n), seed, **io):
+        for layer in workload(genome):
+            if layer.op in TABLE_OPS and layer_key(layer) not in seen:
+                seen[layer_key(layer)] = layer
+        if len(seen) >= n:
+            break
+    # one of every op first, so that even a small sample covers every op a network needs,
+    # then the rest in random order (keeping the space's natural mix of ops)
+    rng = np.random.default_rng(seed)
+    layers = list(seen.values())
+    rng.shuffle(layers)
+    first = [next(lw for lw in layers if lw.op == op) for op in TABLE_OPS if any(lw.op == op for lw in layers)]
+    rest = [lw for lw in layers if all(lw is not f for f in first)]
+    return (first + rest)[:n]
+
+
+def time_session(sess, feeds: dict[str, np.ndarray], warmup: int, repeats: int) -> float:
+    """Median wall time of one run, in milliseconds."""
+    for _ in range(warmup):
+        sess.run(None, feeds)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        sess.run(None, feeds)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _layer_module(layer: LayerWorkload):
+    """The deployed form of one kernel: input quantizer, (quantized) conv or linear, BN, ReLU quantizer."""
+    import torch.nn as nn
+
+    from flightco.nn import quant
+    from flightco.nn.mobilenet import ConvBNAct
+
+    if layer.op == "linear":
+        return nn.Sequential(nn.Flatten(), quant.identity(layer.a_bits, 1),
+                             quant.linear(layer.cin, layer.cout, w_bits=layer.w_bits))
+    conv = quant.conv2d(layer.cin, layer.cout, layer.k, layer.stride, layer.groups, w_bits=layer.w_bits)
+    return nn.Sequential(quant.identity(layer.a_bits, 1),
+                         ConvBNAct(conv, layer.cout, quant.relu(layer.out_bits, 1)))
+
+
+def _prepare(model, x) -> None:
+    """One training-mode pass so every activation quantizer has a scale, then eval mode."""
+    import torch
+
+    model.train()
+    with torch.no_grad():
+        model(x)
+        model(x)
+    model.eval()
+
+
+def _export(model, x, path: Path) -> None:
+    from flightco.export import export_onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(model, x, path)
+
+
+def measure_layers(layers: list[LayerWorkload], threads: int, warmup: int = 10, repeats: int = 50,
+                   progress: Callable[[int], None] | None = None) -> Iterator[MeasuredLayer]:
+    """Build, export and time each kernel at batch 1; yields one measurement per layer."""
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, layer in enumerate(layers):
+            torch.manual_seed(i)
+            model = _layer_module(layer)
+            shape = (1, layer.cin, layer.h, layer.w) if layer.op != "linear" else (1, layer.cin, 1, 1)
+            x = torch.randn(*shape)
+            _prepare(model, x)
+            path = Path(tmp) / f"layer{i}.onnx"
+            _export(model, x, path)
+            ms = time_session(_session(path, threads), {"input": x.numpy()}, warmup, repeats)
+            if progress:
+                progress(i + 1)
+            yield MeasuredLayer(layer, {"latency_ms": ms})
+
+
+def measure_elementwise_ns(threads: int, elements: int = 64 * 14 * 14, warmup: int = 10, repeats: int = 200) -> float:
+    """Nanoseconds per element of a float Add in onnxruntime (residual adds and pooling)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    shape = [1, elements]
+    graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["c"])], "add",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, shape),
+                               helper.make_tensor_value_info("b", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, shape)])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "add.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+        a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        ms = time_session(_session(path, threads), {"a": a, "b": a}, warmup, repeats)
+    return ms * 1e6 / elements
+
+
+def measure_session_overhead_ms(threads: int, warmup: int = 20, repeats: int = 200) -> float:
+    """Time of one ``InferenceSession.run`` on a trivial graph (batch-1 Identity): the fixed cost
+    that every single-layer timing includes but a whole network pays only once."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["a"], ["b"])], "id",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 16])],
+                              [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 16])])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "id.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+        return time_session(_session(path, threads), {"a": np.zeros((1, 16), np.float32)}, warmup, repeats)
+
+
+def measure_network(genome: Genome, threads: int, warmup: int = 10, repeats: int = 30) -> float:
+    """Median batch-1 latency (ms) of a whole network, exported as ``flightco export`` does."""
+    import torch
+
+    from flightco.nn.mobilenet import build_model
+
+    torch.manual_seed(0)
+    model = build_model(genome, collect_stats_steps=1)
+    x = torch.randn(1, genome.in_channels, genome.resolution, genome.resolution)
+    _prepare(model, torch.randn(8, genome.in_channels, genome.resolution, genome.resolution))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "net.onnx"
+        _export(model, x, path)
+        return time_session(_session(path, threads), {"input": x.numpy()}, warmup, repeats)

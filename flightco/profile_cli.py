@@ -1,0 +1,201 @@
+"""``flightco profile``: fit, evaluate and inspect hardware profiles from measurement tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+
+from flightco.errors import FlightcoError
+
+app = typer.Typer(no_args_is_help=True, help="Fit and evaluate hardware profiles from per-layer measurement tables.")
+
+
+def _fail(exc: BaseException) -> None:
+    from flightco.cli import err_console
+
+    err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _table_metadata(path: Path) -> dict[str, str]:
+    """Constant columns that `profile measure` writes (runtime version, threads, add cost)."""
+    import csv
+
+    with open(path, newline="") as fh:
+        first = next(csv.DictReader(fh), {}) or {}
+    keys = ("runtime_version", "threads", "elementwise_ns_per_element", "session_overhead_ms")
+    return {k: first[k] for k in keys if first.get(k)}
+
+
+@app.command()
+def fit(
+    measurements: Path = typer.Argument(..., help="CSV: op,cin,cout,h,w,k,stride,groups,w_bits,a_bits,latency_ms[,energy_mj]."),
+    out: Path = typer.Option(..., "--out", help="Profile YAML to write (e.g. hw_profiles/ort_cpu.yaml)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Profile name (default: the output file's stem)."),
+    kind: str = typer.Option("learned", "--kind", help="learned (regressors predict unseen shapes) or measured (exact look-up)."),
+    runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime the table was measured on."),
+    supported_bits: str = typer.Option("8", "--supported-bits", help="Bit-widths the runtime executes natively, comma-separated; others round up."),
+) -> None:
+    """Turn a measurement table into a measured or learned profile (rows are embedded in the YAML)."""
+    try:
+        from flightco.errors import ProfileError
+        from flightco.hw.learned import profile_yaml
+        from flightco.hw.profile import load_profile
+        from flightco.hw.table import read_table
+
+        if kind not in ("learned", "measured"):
+            raise ProfileError(f"--kind must be learned or measured, got {kind!r}")
+        try:
+            bits = sorted({int(b) for b in supported_bits.split(",")})
+        except ValueError:
+            raise ProfileError(f"--supported-bits must be integers separated by commas, got {supported_bits!r}") from None
+        rows = read_table(measurements)
+        meta = _table_metadata(measurements)
+        runtime_spec = {"name": runtime, "version": meta.get("runtime_version", ""), "threads": int(meta.get("threads", 1) or 1)}
+        data = profile_yaml(name or out.stem, kind, rows, runtime_spec, bits, 32,
+                            float(meta.get("elementwise_ns_per_element", 1.0) or 1.0),
+                            float(meta.get("session_overhead_ms", 0.0) or 0.0),
+                            description=f"{kind} profile fitted on {len(rows)} rows of {measurements.name}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200))
+        load_profile(out)  # fails now, not later, if the rows cannot be fitted
+        typer.echo(f"wrote {out} ({kind}, {len(rows)} rows)")
+    except FlightcoError as exc:
+        _fail(exc)
+
+
+@app.command("eval")
+def evaluate(
+    profile: Path = typer.Argument(..., help="Profile YAML."),
+    measurements: Path = typer.Argument(..., help="Measurement CSV to compare with."),
+    calibrate: bool = typer.Option(False, "--calibrate", help="First fit one global scale per metric (for nominal analytic units)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: {metric: {n, mape, rmspe, acc10, spearman}}."),
+) -> None:
+    """How well PROFILE predicts the measured layers: MAPE, RMSPE, share within ±10%, Spearman."""
+    try:
+        import numpy as np
+
+        from flightco.hw.accuracy import accuracy_report, global_scale
+        from flightco.hw.profile import load_profile
+        from flightco.hw.table import read_table
+
+        prof = load_profile(profile)
+        rows = read_table(measurements)
+        costs = prof.independent_layer_costs([r.layer for r in rows])
+        report = {}
+        for metric in ("latency_ms", "energy_mj"):
+            idx = [i for i, r in enumerate(rows) if metric in r.values]
+            if not idx:
+                continue
+            pred = np.array([getattr(costs[i], metric) for i in idx])
+            true = np.array([rows[i].values[metric] for i in idx])
+            if not np.all(pred > 0):
+                continue  # the profile does not model this metric
+            scale = global_scale(pred, true) if calibrate else 1.0
+            report[metric] = accuracy_report(pred * scale, true)
+            if calibrate:
+                report[metric]["scale"] = scale
+        if as_json:
+            typer.echo(json.dumps(report))
+            return
+        for metric, r in report.items():
+            extra = f", scale {r['scale']:.4g}" if "scale" in r else ""
+            typer.echo(f"{metric}: n={r['n']}  MAPE {r['mape']:.1f}%  RMSPE {r['rmspe']:.1f}%  "
+                       f"within ±10%: {100 * r['acc10']:.1f}%  Spearman {r['spearman']:.3f}{extra}")
+    except FlightcoError as exc:
+        _fail(exc)
+
+
+def _check_runtime(runtime: str) -> None:
+    from flightco.errors import ProfileError
+
+    if runtime != "onnxruntime":
+        raise ProfileError(f"--runtime must be onnxruntime (the runtime measurable on this machine), got {runtime!r}")
+
+
+@app.command()
+def measure(
+    runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime to measure (onnxruntime)."),
+    space: Path = typer.Option(Path("search_spaces/mobilenet.yaml"), "--space", help="Search space whose layers are sampled."),
+    out: Path = typer.Option(..., "--out", help="Measurement CSV to write."),
+    layers: int = typer.Option(200, "--layers", min=1, help="Distinct layers to sample and time."),
+    threads: str = typer.Option("1", "--threads", help="Thread counts to measure, comma-separated (e.g. 1,2)."),
+    repeats: int = typer.Option(50, "--repeats", min=3, help="Timed runs per layer (median reported) after 10 warm-up runs."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Time single fused layers sampled from SPACE in onnxruntime (batch 1, as exported by flightco)."""
+    try:
+        import onnxruntime as ort
+        from rich.progress import Progress
+
+        from flightco.cli import console
+        from flightco.errors import ProfileError
+        from flightco.hw.measure import measure_elementwise_ns, measure_layers, measure_session_overhead_ms, sample_layers
+        from flightco.hw.table import write_table
+        from flightco.space import SearchSpace
+
+        _check_runtime(runtime)
+        try:
+            thread_counts = sorted({int(t) for t in threads.split(",")})
+        except ValueError:
+            raise ProfileError(f"--threads must be integers separated by commas, got {threads!r}") from None
+        sampled = sample_layers(SearchSpace.load(space), layers, seed)
+        for t in thread_counts:
+            path = out if len(thread_counts) == 1 else out.with_name(f"{out.stem}.t{t}{out.suffix}")
+            with Progress(console=console) as progress:
+                task = progress.add_task(f"timing {len(sampled)} layers, {t} thread(s)", total=len(sampled))
+                rows = list(measure_layers(sampled, t, repeats=repeats, progress=lambda i: progress.update(task, completed=i)))
+            ns = measure_elementwise_ns(t)
+            overhead = measure_session_overhead_ms(t)
+            write_table(path, rows, {"runtime": "onnxruntime", "runtime_version": ort.__version__, "threads": t,
+                                     "elementwise_ns_per_element": f"{ns:.4g}", "session_overhead_ms": f"{overhead:.4g}"})
+            console.print(f"wrote {path} ({len(rows)} layers, onnxruntime {ort.__version__}, {t} thread(s))")
+    except FlightcoError as exc:
+        _fail(exc)
+
+
+@app.command()
+def validate(
+    profile: Path = typer.Argument(..., help="Profile YAML to validate."),
+    runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime to measure whole networks on."),
+    space: Path = typer.Option(Path("search_spaces/mobilenet.yaml"), "--space", help="Search space to sample networks from."),
+    networks: int = typer.Option(50, "--networks", min=2, help="Random networks to predict and measure."),
+    threads: int = typer.Option(1, "--threads", min=1),
+    seed: int = typer.Option(1, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object, keys as `profile eval --json`."),
+) -> None:
+    """Predict and measure whole random networks end to end; report the prediction accuracy."""
+    try:
+        import numpy as np
+        from rich.progress import Progress
+
+        from flightco.cli import console
+        from flightco.hw.accuracy import accuracy_report
+        from flightco.hw.measure import measure_network, sample_genomes
+        from flightco.hw.profile import load_profile
+        from flightco.hw.workload import workload
+        from flightco.space import SearchSpace
+
+        _check_runtime(runtime)
+        prof = load_profile(profile)
+        genomes = sample_genomes(SearchSpace.load(space), networks, seed)
+        pred, true = [], []
+        with Progress(console=console, transient=as_json) as progress:
+            task = progress.add_task(f"measuring {networks} networks", total=networks)
+            for g in genomes:
+                pred.append(prof.cost(workload(g)).latency_ms)
+                true.append(measure_network(g, threads))
+                progress.advance(task)
+        report = {"latency_ms": accuracy_report(np.array(pred), np.array(true))}
+        if as_json:
+            typer.echo(json.dumps(report))
+            return
+        r = report["latency_ms"]
+        console.print(f"latency_ms over {r['n']} networks: MAPE {r['mape']:.1f}%  RMSPE {r['rmspe']:.1f}%  "
+                      f"within ±10%: {100 * r['acc10']:.1f}%  Spearman {r['spearman']:.3f}")
+    except FlightcoError as exc:
+        _fail(exc)

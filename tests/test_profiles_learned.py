@@ -1,0 +1,132 @@
+"""Measurement tables, measured and learned profiles, and the profile CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from flightco.errors import ProfileError
+from flightco.hw.learned import LayerCostRegressor
+from flightco.hw.profile import load_profile
+from flightco.hw.table import read_table
+
+from conftest import BITFUSION, SPACE
+
+HEADER = "op,cin,cout,h,w,k,stride,groups,w_bits,a_bits,latency_ms"
+
+
+@parametrize_with_checks([LayerCostRegressor(n_estimators=10)])
+def test_regressor_follows_the_sklearn_contract(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("conv,8,8,14,14,3,1,1,8,8\n", "row 1, column latency_ms: is required"),
+        ("conv,8,-8,14,14,3,1,1,8,8,0.1\n", "row 1, column cout: must be > 0"),
+        ("conv,8,8,14,14,3,1,1,8,8,0.1\nmatmul,8,8,1,1,1,1,1,8,8,0.1\n", "row 2, column op: must be one of conv, dwconv, linear"),
+        ("dwconv,8,8,14,14,3,1,3,8,8,0.1\n", "row 1, column groups: must divide cin=8"),
+        ("conv,8,8,14,14,3,1,1,8,8,abc\n", "row 1, column latency_ms: must be a number"),
+    ],
+)
+def test_malformed_table_names_file_row_and_column(tmp_path, body, expected):
+    path = tmp_path / "m.csv"
+    path.write_text(HEADER + "\n" + body)
+    with pytest.raises(ProfileError) as exc:
+        read_table(path)
+    assert str(path) in str(exc.value) and expected in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_missing_columns_are_listed(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("op,cin,cout\nconv,1,2\n")
+    with pytest.raises(ProfileError, match="missing column\\(s\\) h, w, k"):
+        read_table(path)
+
+
+def _synthetic_table(path, n=300, seed=0):
+    """A table whose 'measurements' are the analytic BitFusion profile's latencies, with noise."""
+    from flightco.hw.measure import sample_layers
+    from flightco.space import SearchSpace
+
+    prof = load_profile(BITFUSION)
+    rng = np.random.default_rng(seed)
+    layers = sample_layers(SearchSpace.load(SPACE), n, seed)
+    lines = [HEADER]
+    for lw in layers:
+        lat = prof.independent_layer_costs([lw])[0].latency_ms * 1e3 * (1 + rng.normal(0, 0.01))
+        lines.append(f"{lw.op},{lw.cin},{lw.cout},{lw.h},{lw.w},{lw.k},{lw.stride},{lw.groups},{lw.w_bits},{lw.a_bits},{lat:.6g}")
+    path.write_text("\n".join(lines) + "\n")
+    return len(layers)
+
+
+def test_fit_then_eval_learned_profile_on_held_out_rows(tmp_path, cli):
+    full = tmp_path / "all.csv"
+    n = _synthetic_table(full, 300)
+    lines = full.read_text().splitlines()
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_text("\n".join([lines[0]] + lines[1::2]) + "\n")
+    test.write_text("\n".join([lines[0]] + lines[2::2]) + "\n")
+    prof = tmp_path / "learned.yaml"
+    proc = cli("profile", "fit", train, "--out", prof, "--supported-bits", "2,4,8,16")  # BitFusion's bricks
+    assert proc.returncode == 0, proc.stderr
+    proc = cli("profile", "eval", prof, test, "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert set(report) == {"latency_ms"}
+    r = report["latency_ms"]
+    assert set(r) == {"n", "mape", "rmspe", "acc10", "spearman"} and r["n"] == n // 2
+    assert r["spearman"] > 0.9 and r["acc10"] >= 0.4
+
+
+def test_measured_profile_refuses_unmeasured_layers(tmp_path, cli):
+    table = tmp_path / "m.csv"
+    table.write_text(HEADER + "\nconv,8,8,14,14,3,1,1,8,8,0.1\n")
+    prof = tmp_path / "measured.yaml"
+    assert cli("profile", "fit", table, "--out", prof, "--kind", "measured").returncode == 0
+    p = load_profile(prof)
+    from flightco.hw.table import read_table as rt
+
+    layer = rt(table)[0].layer
+    assert p.independent_layer_costs([layer])[0].latency_ms == pytest.approx(0.1)
+    from dataclasses import replace
+
+    with pytest.raises(ProfileError, match="was not measured"):
+        p.independent_layer_costs([replace(layer, cout=16)])
+
+
+def test_calibrated_eval_of_analytic_profile(tmp_path, cli):
+    table = tmp_path / "t.csv"
+    _synthetic_table(table, 40)
+    proc = cli("profile", "eval", BITFUSION, table, "--calibrate", "--json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)["latency_ms"]
+    # the table's layers write outputs at their own bits, the sampled ones at their consumer's: ~5% apart
+    assert r["scale"] == pytest.approx(1e3, rel=0.15) and r["acc10"] > 0.5
+
+
+def test_measure_fit_validate_on_onnxruntime(tmp_path, cli):
+    """Real timings in onnxruntime: a few layers, a profile, two whole networks."""
+    table = tmp_path / "ort.csv"
+    proc = cli("profile", "measure", "--runtime", "onnxruntime", "--space", SPACE, "--out", table,
+               "--layers", 12, "--repeats", 5)
+    assert proc.returncode == 0, proc.stderr
+    rows = read_table(table)
+    assert len(rows) == 12 and all(r.values["latency_ms"] > 0 for r in rows)
+    header = table.read_text().splitlines()[0]
+    assert "runtime_version" in header and "threads" in header
+    prof = tmp_path / "ort.yaml"
+    assert cli("profile", "fit", table, "--out", prof).returncode == 0
+    proc = cli("profile", "validate", prof, "--runtime", "onnxruntime", "--space", SPACE, "--networks", 2, "--json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout.strip().splitlines()[-1])["latency_ms"]
+    assert r["n"] == 2 and r["mape"] >= 0
+
+
+def test_unknown_runtime_is_one_line_error(cli, tmp_path):
+    proc = cli("profile", "measure", "--runtime", "tensorrt", "--out", tmp_path / "x.csv")
+    assert proc.returncode == 2 and "--runtime must be onnxruntime" in proc.stderr
