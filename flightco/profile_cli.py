@@ -148,7 +148,8 @@ def measure(
             path = out if len(thread_counts) == 1 else out.with_name(f"{out.stem}.t{t}{out.suffix}")
             with Progress(console=console) as progress:
                 task = progress.add_task(f"timing {len(sampled)} layers, {t} thread(s)", total=len(sampled))
-                rows = list(measure_layers(sampled, t, repeats=repeats, progress=lambda i: progress.update(task, completed=i)))
+                rows = list(measure_layers(sampled, t, repeats=repeats,
+                                          progress=lambda i, task=task: progress.update(task, completed=i)))
             ns = measure_elementwise_ns(t)
             overhead = measure_session_overhead_ms(t)
             write_table(path, rows, {"runtime": "onnxruntime", "runtime_version": ort.__version__, "threads": t,

@@ -34,6 +34,13 @@ def layer_key(layer: LayerWorkload) -> tuple:
             layer.w_bits, layer.a_bits)
 
 
+def _error_for_row(source: str, i: int, row: dict[str, str]):
+    def bad(col: str, why: str) -> ProfileError:
+        return ProfileError(f"{source}: row {i}, column {col}: {why}, got {row.get(col)!r}")
+
+    return bad
+
+
 def parse_rows(rows: list[dict[str, str]], source: str) -> list[MeasuredLayer]:
     """Validate raw rows (as read by ``csv.DictReader``) into measured layers."""
     if not rows:
@@ -43,8 +50,7 @@ def parse_rows(rows: list[dict[str, str]], source: str) -> list[MeasuredLayer]:
         raise ProfileError(f"{source}: missing column(s) {', '.join(missing)}; required: {','.join(REQUIRED)}")
     out = []
     for i, row in enumerate(rows, start=1):
-        def bad(col: str, why: str) -> ProfileError:
-            return ProfileError(f"{source}: row {i}, column {col}: {why}, got {row.get(col)!r}")
+        bad = _error_for_row(source, i, row)
 
         op = (row.get("op") or "").strip()
         if op not in TABLE_OPS:
