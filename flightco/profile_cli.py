@@ -200,3 +200,52 @@ def validate(
                       f"within ±10%: {100 * r['acc10']:.1f}%  Spearman {r['spearman']:.3f}")
     except FlightcoError as exc:
         _fail(exc)
+
+
+@app.command()
+def calibrate(
+    profile: Path = typer.Argument(..., help="A learned or measured profile YAML; updated in place unless --out."),
+    runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime to measure whole networks on."),
+    space: Path = typer.Option(Path("search_spaces/mobilenet.yaml"), "--space", help="Search space to sample networks from."),
+    networks: int = typer.Option(10, "--networks", min=2, help="Whole networks to measure for the fit."),
+    threads: int = typer.Option(1, "--threads", min=1),
+    seed: int = typer.Option(2, "--seed", help="Use a different seed from `validate`, so validation networks stay unseen."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the calibrated profile here instead."),
+) -> None:
+    """Fit a whole-network correction (scale, offset) from a few measured networks."""
+    try:
+        import numpy as np
+        from rich.progress import Progress
+
+        from flightco.cli import console
+        from flightco.errors import ProfileError
+        from flightco.hw.learned import fit_network_calibration
+        from flightco.hw.measure import measure_network, sample_genomes
+        from flightco.hw.profile import load_profile
+        from flightco.hw.workload import workload
+        from flightco.space import SearchSpace
+        from flightco.yamlio import read_yaml
+
+        _check_runtime(runtime)
+        data = read_yaml(profile, ProfileError)
+        if data.get("kind") not in ("learned", "measured"):
+            raise ProfileError(f"{profile}: only learned or measured profiles can be calibrated, not kind {data.get('kind')!r}")
+        data.update({"network_scale": 1.0, "network_offset_ms": 0.0})
+        target = out or profile
+        target.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200))
+        prof = load_profile(target)
+        overhead = prof.spec.session_overhead_ms
+        kernels, measured = [], []
+        with Progress(console=console) as progress:
+            task = progress.add_task(f"measuring {networks} networks", total=networks)
+            for g in sample_genomes(SearchSpace.load(space), networks, seed):
+                kernels.append(prof.cost(workload(g)).latency_ms - overhead)
+                measured.append(measure_network(g, threads) - overhead)
+                progress.advance(task)
+        scale, offset = fit_network_calibration(np.array(kernels), np.array(measured))
+        data.update({"network_scale": scale, "network_offset_ms": offset,
+                     "network_calibration": {"networks": networks, "seed": seed, "threads": threads}})
+        target.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200))
+        console.print(f"wrote {target}: whole network = {scale:.4g} x kernels + {offset * 1e3:.1f} us (+ {overhead * 1e3:.1f} us per call)")
+    except FlightcoError as exc:
+        _fail(exc)

@@ -93,10 +93,9 @@ def test_measured_profile_refuses_unmeasured_layers(tmp_path, cli):
 
     layer = rt(table)[0].layer
     assert p.independent_layer_costs([layer])[0].latency_ms == pytest.approx(0.1)
-    from dataclasses import replace
 
     with pytest.raises(ProfileError, match="was not measured"):
-        p.independent_layer_costs([replace(layer, cout=16)])
+        p.independent_layer_costs([layer._replace(cout=16)])
 
 
 def test_calibrated_eval_of_analytic_profile(tmp_path, cli):
@@ -130,3 +129,40 @@ def test_measure_fit_validate_on_onnxruntime(tmp_path, cli):
 def test_unknown_runtime_is_one_line_error(cli, tmp_path):
     proc = cli("profile", "measure", "--runtime", "tensorrt", "--out", tmp_path / "x.csv")
     assert proc.returncode == 2 and "--runtime must be onnxruntime" in proc.stderr
+
+
+def test_network_calibration_recovers_scale_and_offset():
+    from flightco.hw.learned import fit_network_calibration
+
+    kernels = np.array([0.2, 0.3, 0.5, 0.8, 1.3])
+    scale, offset = fit_network_calibration(kernels, 1.25 * kernels + 0.04)
+    assert scale == pytest.approx(1.25) and offset == pytest.approx(0.04)
+
+
+def test_learned_profile_caches_kernel_predictions(tmp_path, cli):
+    from flightco.hw.measure import sample_genomes
+    from flightco.hw.workload import workload
+    from flightco.space import SearchSpace
+
+    table = tmp_path / "t.csv"
+    _synthetic_table(table, 60)
+    prof_path = tmp_path / "l.yaml"
+    assert cli("profile", "fit", table, "--out", prof_path).returncode == 0
+    prof = load_profile(prof_path)
+    g = sample_genomes(SearchSpace.load(SPACE), 1, seed=0)[0]
+    first = prof.cost(workload(g))
+    cached = len(prof._cache)
+    assert cached > 0 and prof.cost(workload(g)) == first and len(prof._cache) == cached
+
+
+def test_calibrate_writes_the_correction_into_the_profile(tmp_path, cli):
+    table = tmp_path / "ort.csv"
+    assert cli("profile", "measure", "--space", SPACE, "--out", table, "--layers", 9, "--repeats", 5).returncode == 0
+    prof = tmp_path / "ort.yaml"
+    assert cli("profile", "fit", table, "--out", prof).returncode == 0
+    proc = cli("profile", "calibrate", prof, "--space", SPACE, "--networks", 3)
+    assert proc.returncode == 0, proc.stderr
+    p = load_profile(prof)
+    assert p.spec.network_scale > 0 and p.spec.network_calibration["networks"] == 3
+    proc = cli("profile", "calibrate", BITFUSION, "--networks", 2)
+    assert proc.returncode == 2 and "only learned or measured profiles" in proc.stderr

@@ -134,7 +134,8 @@ class AnalyticProfile(HardwareProfile):
         executed = [self.at_executed_precision(layer) for layer in layers]
         return weight_bytes(executed) <= self.spec.memory.weight_buffer_kb * 1024
 
-    def layer_costs(self, layers: Sequence[LayerWorkload]) -> tuple[LayerCost, ...]:
+    def layer_costs(self, layers: Sequence[LayerWorkload],
+                    executed: Sequence[LayerWorkload] | None = None) -> tuple[LayerCost, ...]:
         # Whether weights stay on chip depends on the whole network, so decide it once here.
         resident = self.weights_resident(layers)
         return tuple(self.layer_cost(layer, weights_resident=resident) for layer in layers)

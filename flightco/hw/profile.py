@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from flightco.errors import ProfileError
 from flightco.hw.workload import LayerWorkload, peak_activation_bytes, weight_bytes
@@ -26,8 +26,9 @@ METRICS = ("latency_ms", "energy_mj", "memory_kb")
 """The cost metrics every profile returns, units in the names."""
 
 
-@dataclass(frozen=True)
-class LayerCost:
+class LayerCost(NamedTuple):
+    """One kernel's predicted cost (a named tuple: cheap to build on the prediction hot path)."""
+
     name: str
     op: str
     latency_ms: float
@@ -64,8 +65,10 @@ class HardwareProfile(ABC):
     def layer_cost(self, layer: LayerWorkload) -> LayerCost:
         """Latency and energy of one fused kernel at its executed precision."""
 
-    def layer_costs(self, layers: Sequence[LayerWorkload]) -> tuple[LayerCost, ...]:
-        """Per-kernel costs; override when a kernel's cost depends on the whole network."""
+    def layer_costs(self, layers: Sequence[LayerWorkload],
+                    executed: Sequence[LayerWorkload] | None = None) -> tuple[LayerCost, ...]:
+        """Per-kernel costs; override when a kernel's cost depends on the whole network.
+        ``executed`` (the layers at executed precision) may be passed when already computed."""
         return tuple(self.layer_cost(layer) for layer in layers)
 
     def independent_layer_costs(self, layers: Sequence[LayerWorkload]) -> tuple[LayerCost, ...]:
@@ -74,8 +77,8 @@ class HardwareProfile(ABC):
 
     def cost(self, layers: Sequence[LayerWorkload]) -> Costs:
         """Sum per-kernel costs; memory = weights at executed bits + peak live activations."""
-        per_layer = self.layer_costs(layers)
         executed = [self.at_executed_precision(layer) for layer in layers]
+        per_layer = self.layer_costs(layers, executed)
         memory = weight_bytes(executed) + peak_activation_bytes(executed)
         return Costs(
             latency_ms=sum(c.latency_ms for c in per_layer),
@@ -85,12 +88,15 @@ class HardwareProfile(ABC):
         )
 
     def at_executed_precision(self, layer: LayerWorkload) -> LayerWorkload:
-        return replace(
-            layer,
-            w_bits=self.executed_bits(layer.w_bits),
-            a_bits=self.executed_bits(layer.a_bits),
-            out_bits=self.executed_bits(layer.out_bits),
-        )
+        """The layer as the target runs it (built directly: this is on the prediction hot path)."""
+        table = self.__dict__.get("_executed_table")
+        if table is None:  # executed_bits is pure: tabulate it once for every bit-width
+            table = self.__dict__["_executed_table"] = {b: self.executed_bits(b) for b in range(1, 33)}
+        w, a, o = table[layer.w_bits], table[layer.a_bits], table[layer.out_bits]
+        if (w, a, o) == (layer.w_bits, layer.a_bits, layer.out_bits):
+            return layer
+        return LayerWorkload(layer.name, layer.op, layer.cin, layer.cout, layer.h, layer.w, layer.k,
+                             layer.stride, layer.groups, w, a, o)
 
     def describe_precision(self) -> str:
         """One line saying how requested bits map to executed bits, for reports."""

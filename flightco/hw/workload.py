@@ -12,8 +12,7 @@ written at the bits of the layer that consumes it next (``out_bits``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from flightco.space import FLOAT_BITS, Genome
 
@@ -21,9 +20,12 @@ Op = Literal["conv", "dwconv", "linear", "add", "pool"]
 OPS: tuple[str, ...] = ("conv", "dwconv", "linear", "add", "pool")
 
 
-@dataclass(frozen=True)
-class LayerWorkload:
-    """One fused kernel. ``h``/``w`` are the input's spatial size; padding is ``k // 2``."""
+class LayerWorkload(NamedTuple):
+    """One fused kernel. ``h``/``w`` are the input's spatial size; padding is ``k // 2``.
+
+    A named tuple rather than a dataclass: immutable and hashable like one, but built several
+    times faster, and cost prediction builds one per kernel per candidate.
+    """
 
     name: str
     op: Op
@@ -40,15 +42,22 @@ class LayerWorkload:
 
     @property
     def out_h(self) -> int:
-        return conv_out(self.h, self.k, self.stride) if self.op in ("conv", "dwconv") else (
-            1 if self.op in ("linear", "pool") else self.h
-        )
+        return self.out_hw[0]
 
     @property
     def out_w(self) -> int:
-        return conv_out(self.w, self.k, self.stride) if self.op in ("conv", "dwconv") else (
-            1 if self.op in ("linear", "pool") else self.w
-        )
+        return self.out_hw[1]
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        """Output spatial size (one computation for both, this is on the prediction hot path)."""
+        op = self.op
+        if op == "conv" or op == "dwconv":
+            pad, k, s = self.k // 2, self.k, self.stride
+            return (self.h + 2 * pad - k) // s + 1, (self.w + 2 * pad - k) // s + 1
+        if op == "linear" or op == "pool":
+            return 1, 1
+        return self.h, self.w
 
     @property
     def params(self) -> int:
@@ -63,7 +72,8 @@ class LayerWorkload:
     def macs(self) -> int:
         """Multiply-accumulates (for add/pool: element operations)."""
         if self.op in ("conv", "dwconv"):
-            return self.params * self.out_h * self.out_w
+            oh, ow = self.out_hw
+            return self.params * oh * ow
         if self.op == "linear":
             return self.params
         if self.op == "pool":
@@ -81,7 +91,8 @@ class LayerWorkload:
 
     @property
     def output_bytes(self) -> float:
-        return self.cout * self.out_h * self.out_w * self.out_bits / 8
+        oh, ow = self.out_hw
+        return self.cout * oh * ow * self.out_bits / 8
 
 
 def conv_out(size: int, k: int, stride: int) -> int:
@@ -92,50 +103,36 @@ def conv_out(size: int, k: int, stride: int) -> int:
 
 def workload(genome: Genome) -> list[LayerWorkload]:
     """The fused kernels of ``genome`` in execution order, with shapes and bit-widths."""
-    layers: list[LayerWorkload] = []
+    specs: list[tuple] = []  # LayerWorkload fields but out_bits, linked once the order is known
+
+    def add(*fields) -> tuple[int, int]:
+        specs.append(fields)
+        op, h, w, k, stride = fields[1], fields[4], fields[5], fields[6], fields[7]
+        if op in ("conv", "dwconv"):
+            return conv_out(h, k, stride), conv_out(w, k, stride)
+        return h, w
+
     h = w = genome.resolution
-
-    def add(layer: LayerWorkload) -> None:
-        layers.append(layer)
-
-    stem = LayerWorkload(
-        "stem", "conv", genome.in_channels, genome.stem_channels, h, w,
-        genome.stem_kernel, genome.stem_stride, 1, genome.stem.w_bits, genome.stem.a_bits,
-    )
-    add(stem)
-    c, h, w = stem.cout, stem.out_h, stem.out_w
+    h, w = add("stem", "conv", genome.in_channels, genome.stem_channels, h, w,
+               genome.stem_kernel, genome.stem_stride, 1, genome.stem.w_bits, genome.stem.a_bits)
+    c = genome.stem_channels
     for i, b in enumerate(genome.blocks):
         name = f"block{i}"
         block_in_c, block_in_h = c, h
         hidden = c * b.expansion
         if b.expand is not None:
-            add(LayerWorkload(f"{name}.expand", "conv", c, hidden, h, w, 1, 1, 1,
-                              b.expand.w_bits, b.expand.a_bits))
-        dw = LayerWorkload(f"{name}.dw", "dwconv", hidden, hidden, h, w, b.kernel, b.stride,
-                           hidden, b.dw.w_bits, b.dw.a_bits)
-        add(dw)
-        h, w = dw.out_h, dw.out_w
-        add(LayerWorkload(f"{name}.project", "conv", hidden, b.out_channels, h, w, 1, 1, 1,
-                          b.project.w_bits, b.project.a_bits))
+            add(f"{name}.expand", "conv", c, hidden, h, w, 1, 1, 1, b.expand.w_bits, b.expand.a_bits)
+        h, w = add(f"{name}.dw", "dwconv", hidden, hidden, h, w, b.kernel, b.stride, hidden, b.dw.w_bits, b.dw.a_bits)
+        add(f"{name}.project", "conv", hidden, b.out_channels, h, w, 1, 1, 1, b.project.w_bits, b.project.a_bits)
         if b.stride == 1 and block_in_c == b.out_channels and block_in_h == h:
-            bits = b.project.a_bits
-            add(LayerWorkload(f"{name}.add", "add", b.out_channels, b.out_channels, h, w, 1, 1,
-                              1, FLOAT_BITS, bits))
+            add(f"{name}.add", "add", b.out_channels, b.out_channels, h, w, 1, 1, 1, FLOAT_BITS, b.project.a_bits)
         c = b.out_channels
-    last_bits = genome.classifier.a_bits
-    add(LayerWorkload("pool", "pool", c, c, h, w, h, 1, c, FLOAT_BITS, last_bits))
-    add(LayerWorkload("classifier", "linear", c, genome.num_classes, 1, 1, 1, 1, 1,
-                      genome.classifier.w_bits, genome.classifier.a_bits))
-    return _link_output_bits(layers)
-
-
-def _link_output_bits(layers: list[LayerWorkload]) -> list[LayerWorkload]:
-    """Each kernel writes its output at the bits its consumer reads (logits: float)."""
-    out = []
-    for i, layer in enumerate(layers):
-        nxt = layers[i + 1].a_bits if i + 1 < len(layers) else FLOAT_BITS
-        out.append(replace(layer, out_bits=nxt))
-    return out
+    add("pool", "pool", c, c, h, w, h, 1, c, FLOAT_BITS, genome.classifier.a_bits)
+    add("classifier", "linear", c, genome.num_classes, 1, 1, 1, 1, 1,
+        genome.classifier.w_bits, genome.classifier.a_bits)
+    # each kernel writes its output at the bits its consumer reads (logits: float)
+    return [LayerWorkload(*f, out_bits=specs[i + 1][10] if i + 1 < len(specs) else FLOAT_BITS)
+            for i, f in enumerate(specs)]
 
 
 def peak_activation_bytes(layers: list[LayerWorkload]) -> float:
@@ -144,21 +141,22 @@ def peak_activation_bytes(layers: list[LayerWorkload]) -> float:
     While a kernel runs its input and output are live; inside a residual block the block's
     input also stays live until the addition consumes it.
     """
+    blocks_with_add = {lw.name.split(".")[0] for lw in layers if lw.op == "add"}
     peak = 0.0
     skip_live = 0.0
-    for i, layer in enumerate(layers):
-        if layer.name.endswith(".expand") or (
-            layer.name.endswith(".dw") and not layers[i - 1].name.endswith(".expand")
-        ):
-            block = layer.name.split(".")[0]
-            has_add = any(lw.name == f"{block}.add" for lw in layers)
-            skip_live = layer.input_bytes if has_add else 0.0
-        live = layer.input_bytes + layer.output_bytes
-        if layer.op != "add":
-            live += skip_live
-        else:
+    previous = ""
+    for layer in layers:
+        name = layer.name
+        inp = layer.input_bytes
+        if name.endswith(".expand") or (name.endswith(".dw") and not previous.endswith(".expand")):
+            skip_live = inp if name.split(".")[0] in blocks_with_add else 0.0
+        live = inp + layer.output_bytes
+        if layer.op == "add":
             skip_live = 0.0
+        else:
+            live += skip_live
         peak = max(peak, live)
+        previous = name
     return peak
 
 
