@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=200)
     ap.add_argument("--networks", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--calibration-networks", type=int, default=10)
+    ap.add_argument("--calibration-networks", type=int, default=20)
     ap.add_argument("--space", default=str(ROOT / "search_spaces" / "mobilenet.yaml"))
     args = ap.parse_args()
     space = SearchSpace.load(args.space)
@@ -52,7 +52,7 @@ def main() -> None:
 
     print(f"onnxruntime {ort.__version__}, {args.threads} thread(s), batch 1")
     t0 = time.perf_counter()
-    rows = list(measure_layers(sample_layers(space, args.layers, seed=0), args.threads))
+    rows = list(measure_layers(sample_layers(space, args.layers, seed=0), args.threads, warmup=20, repeats=100))
     ns = measure_elementwise_ns(args.threads)
     overhead = measure_session_overhead_ms(args.threads)
     print(f"measured {len(rows)} layers in {time.perf_counter() - t0:.0f} s; add: {ns:.3g} ns/element; "
@@ -88,6 +88,13 @@ def main() -> None:
     r = accuracy_report(np.array(raw), np.array(true))
     print(f"[2a] whole networks, sum of kernels ({len(genomes)}), measured {np.median(true):.3f} ms median: MAPE {r['mape']:.1f}%, "
           f"RMSPE {r['rmspe']:.1f}%, within ±10%: {100 * r['acc10']:.1f}%, Spearman {r['spearman']:.3f}")
+    from flightco.hw.accuracy import global_scale
+
+    only = global_scale(np.array(kernels), np.array(measured))
+    scaled = [only * (r_ - overhead) + overhead for r_ in raw]
+    r = accuracy_report(np.array(scaled), np.array(true))
+    print(f"[2c] whole networks, scale-only calibration ({only:.3f}): MAPE {r['mape']:.1f}%, RMSPE {r['rmspe']:.1f}%, "
+          f"within ±10%: {100 * r['acc10']:.1f}%, Spearman {r['spearman']:.3f}")
     r = accuracy_report(np.array(pred), np.array(true))
     print(f"[2b] whole networks, calibrated ({len(genomes)}), measured {np.median(true):.3f} ms median: MAPE {r['mape']:.1f}%, "
           f"RMSPE {r['rmspe']:.1f}%, within ±10%: {100 * r['acc10']:.1f}%, Spearman {r['spearman']:.3f}")

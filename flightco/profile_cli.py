@@ -124,7 +124,7 @@ def measure(
     out: Path = typer.Option(..., "--out", help="Measurement CSV to write."),
     layers: int = typer.Option(200, "--layers", min=1, help="Distinct layers to sample and time."),
     threads: str = typer.Option("1", "--threads", help="Thread counts to measure, comma-separated (e.g. 1,2)."),
-    repeats: int = typer.Option(50, "--repeats", min=3, help="Timed runs per layer (median reported) after 10 warm-up runs."),
+    repeats: int = typer.Option(100, "--repeats", min=3, help="Timed runs per layer (median reported) after 20 warm-up runs."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Time single fused layers sampled from SPACE in onnxruntime (batch 1, as exported by flightco)."""
@@ -148,7 +148,7 @@ def measure(
             path = out if len(thread_counts) == 1 else out.with_name(f"{out.stem}.t{t}{out.suffix}")
             with Progress(console=console) as progress:
                 task = progress.add_task(f"timing {len(sampled)} layers, {t} thread(s)", total=len(sampled))
-                rows = list(measure_layers(sampled, t, repeats=repeats,
+                rows = list(measure_layers(sampled, t, warmup=20, repeats=repeats,
                                           progress=lambda i, task=task: progress.update(task, completed=i)))
             ns = measure_elementwise_ns(t)
             overhead = measure_session_overhead_ms(t)
@@ -207,7 +207,7 @@ def calibrate(
     profile: Path = typer.Argument(..., help="A learned or measured profile YAML; updated in place unless --out."),
     runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime to measure whole networks on."),
     space: Path = typer.Option(Path("search_spaces/mobilenet.yaml"), "--space", help="Search space to sample networks from."),
-    networks: int = typer.Option(10, "--networks", min=2, help="Whole networks to measure for the fit."),
+    networks: int = typer.Option(20, "--networks", min=2, help="Whole networks to measure for the fit."),
     threads: int = typer.Option(1, "--threads", min=1),
     seed: int = typer.Option(2, "--seed", help="Use a different seed from `validate`, so validation networks stay unseen."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the calibrated profile here instead."),

@@ -163,7 +163,7 @@ def measure_session_overhead_ms(threads: int, warmup: int = 20, repeats: int = 2
         return time_session(_session(path, threads), {"a": np.zeros((1, 16), np.float32)}, warmup, repeats)
 
 
-def measure_network(genome: Genome, threads: int, warmup: int = 10, repeats: int = 30) -> float:
+def measure_network(genome: Genome, threads: int, warmup: int = 20, repeats: int = 100) -> float:
     """Median batch-1 latency (ms) of a whole network, exported as ``flightco export`` does."""
     import torch
 
