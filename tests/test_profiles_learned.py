@@ -166,3 +166,23 @@ def test_calibrate_writes_the_correction_into_the_profile(tmp_path, cli):
     assert p.spec.network_scale > 0 and p.spec.network_calibration["networks"] == 3
     proc = cli("profile", "calibrate", BITFUSION, "--networks", 2)
     assert proc.returncode == 2 and "only learned or measured profiles" in proc.stderr
+
+
+def test_measurement_records_what_onnxruntime_really_executes(tmp_path):
+    import csv
+
+    from flightco.hw.measure import measure_layers
+    from flightco.hw.table import write_table
+    from flightco.hw.workload import LayerWorkload
+
+    layers = [LayerWorkload("a", "conv", 8, 8, 8, 8, 1, 1, 1, 8, 8, 8),
+              LayerWorkload("b", "conv", 8, 8, 8, 8, 1, 1, 1, 4, 4, 4)]
+    rows = list(measure_layers(layers, threads=1, warmup=1, repeats=3))
+    kernels = [r.notes["executed_kernel"] for r in rows]
+    assert all(k.startswith(("integer", "float")) for k in kernels)
+    # a 4-bit layer keeps its clip between dequantization and the convolution: never an int8 kernel
+    assert kernels[1] == "float between Q/DQ"
+    path = tmp_path / "t.csv"
+    write_table(path, rows)
+    assert [r["executed_kernel"] for r in csv.DictReader(open(path))] == kernels
+    assert len(read_table(path)) == 2  # extra columns are ignored by readers

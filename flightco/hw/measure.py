@@ -66,14 +66,29 @@ def time_session(sess, feeds: dict[str, np.ndarray], warmup: int, repeats: int) 
     return statistics.median(times) * 1e3
 
 
-def _session(path: Path, threads: int):
+def _session(path: Path, threads: int, optimized_path: Path | None = None):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    if optimized_path is not None:
+        so.optimized_model_filepath = str(optimized_path)
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+INTEGER_KERNELS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QGemm")
+
+
+def executed_kernel(optimized_path: Path) -> str:
+    """What onnxruntime really runs after its graph optimizations: an integer kernel, or a float
+    convolution between QuantizeLinear/DequantizeLinear nodes."""
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(optimized_path)).graph.node}
+    integer = sorted(ops & set(INTEGER_KERNELS))
+    return f"integer ({', '.join(integer)})" if integer else "float between Q/DQ"
 
 
 def _layer_module(layer: LayerWorkload):
@@ -124,10 +139,11 @@ def measure_layers(layers: list[LayerWorkload], threads: int, warmup: int = 10, 
             _prepare(model, x)
             path = Path(tmp) / f"layer{i}.onnx"
             _export(model, x, path)
-            ms = time_session(_session(path, threads), {"input": x.numpy()}, warmup, repeats)
+            optimized = Path(tmp) / f"layer{i}.opt.onnx"
+            ms = time_session(_session(path, threads, optimized), {"input": x.numpy()}, warmup, repeats)
             if progress:
                 progress(i + 1)
-            yield MeasuredLayer(layer, {"latency_ms": ms})
+            yield MeasuredLayer(layer, {"latency_ms": ms}, {"executed_kernel": executed_kernel(optimized)})
 
 
 def measure_elementwise_ns(threads: int, elements: int = 64 * 14 * 14, warmup: int = 10, repeats: int = 200) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flightco.errors import ProfileError
@@ -26,6 +26,7 @@ TABLE_OPS = ("conv", "dwconv", "linear")
 class MeasuredLayer:
     layer: LayerWorkload
     values: dict[str, float]  # metric -> measured value
+    notes: dict[str, str] = field(default_factory=dict)  # e.g. which kernel the runtime ran
 
 
 def layer_key(layer: LayerWorkload) -> tuple:
@@ -101,7 +102,8 @@ def read_table(path: str | Path) -> list[MeasuredLayer]:
 def write_table(path: str | Path, measured: list[MeasuredLayer], extra: dict[str, object] | None = None) -> None:
     """Write measured layers in the table format (``extra`` columns are constant per file)."""
     metrics = [m for m in METRIC_COLUMNS if any(m in x.values for x in measured)]
-    cols = list(REQUIRED[:-1]) + metrics + list(extra or {})
+    notes = sorted({k for x in measured for k in x.notes})
+    cols = list(REQUIRED[:-1]) + metrics + notes + list(extra or {})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
@@ -111,4 +113,5 @@ def write_table(path: str | Path, measured: list[MeasuredLayer], extra: dict[str
             lw = x.layer
             w.writerow([lw.op, lw.cin, lw.cout, lw.h, lw.w, lw.k, lw.stride, lw.groups, lw.w_bits, lw.a_bits]
                        + [f"{x.values[m]:.6g}" if m in x.values else "" for m in metrics]
+                       + [x.notes.get(k, "") for k in notes]
                        + list((extra or {}).values()))
