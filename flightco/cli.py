@@ -35,7 +35,7 @@ app = typer.Typer(
     ),
 )
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one error = one line
 
 
 def _fail(exc: BaseException, code: int = 2) -> None:

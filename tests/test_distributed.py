@@ -221,3 +221,29 @@ def test_artifact_folder_that_breaks_mid_run_is_one_line_error(tmp_path, cli):
     assert len(proc.stderr.strip().splitlines()) == 1
     _, study = load_study(out)
     assert study.trials and study.trials[-1].state == TrialState.FAIL
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_trials(tmp_path):
+    recipe = _recipe(tmp_path, proxy={"epochs": 1, "batch_size": 32})
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "flightco.cli", "optimize", str(recipe), "--out", str(out), "--trials", "50"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    def one_done():
+        if not (out / "study.journal").is_file():
+            return False
+        study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))))
+        return any(t.state == TrialState.COMPLETE for t in study.trials)
+
+    _wait_for(one_done, 240, "a finished trial")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [err.strip()] and "run the same command to resume" in err
+    from flightco.runs import load_study
+
+    _, study = load_study(out)
+    assert any(t.state == TrialState.COMPLETE for t in study.trials)
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
