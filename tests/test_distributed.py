@@ -61,6 +61,17 @@ def _study(url: str, name: str) -> optuna.Study | None:
         return None
 
 
+def _journal_study(out: Path) -> optuna.Study | None:
+    """The run's study as another process is writing it; None until the study exists."""
+    if not (out / "study.journal").is_file():
+        return None
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
+    try:
+        return optuna.load_study(study_name="tiny", storage=storage)
+    except KeyError:  # the file is there, the study record not yet
+        return None
+
+
 def _recipe(tmp_path, **training) -> Path:
     train = {"proxy": {"epochs": 0.25, "batch_size": 64}, "final": {"epochs": 0.25}, "finalists": 0}
     train.update(training)
@@ -155,10 +166,9 @@ def test_sigkill_then_same_command_resumes_with_finished_trials_intact(tmp_path,
     proc = _spawn("optimize", recipe, "--trials", budget, "--out", out, log=tmp_path / "first.log")
 
     def two_done():
-        if not (out / "study.journal").is_file():
+        study = _journal_study(out)
+        if study is None:
             return None
-        study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))))
         done = [t for t in study.trials if t.state == TrialState.COMPLETE]
         running = [t for t in study.trials if t.state == TrialState.RUNNING and "genome" in t.user_attrs]
         return study if len(done) >= 2 and running else None
@@ -231,11 +241,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_trials(tmp_path):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def one_done():
-        if not (out / "study.journal").is_file():
-            return False
-        study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))))
-        return any(t.state == TrialState.COMPLETE for t in study.trials)
+        study = _journal_study(out)
+        return study is not None and any(t.state == TrialState.COMPLETE for t in study.trials)
 
     _wait_for(one_done, 240, "a finished trial")
     proc.send_signal(signal.SIGINT)
