@@ -22,6 +22,7 @@ from flightco.runs import load_study, stored_recipe, trial_dir
 from flightco.space import Genome
 
 WEIGHT_KINDS = ("final", "proxy", "reference")
+OPSET = 13
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,6 @@ def export_trial(
             f"(< {100 * min_agreement:.1f}%); report in {out.with_suffix('.json')}"
         )
     return report
-
-
-OPSET = 13
 
 
 def export_onnx(model: Any, example: Any, path: Path) -> None:

@@ -85,7 +85,8 @@ def _finish(procs: list[subprocess.Popen], timeout: float = 300) -> list[int]:
 
 
 def test_four_workers_share_one_study_exactly(postgres, tmp_path):
-    recipe = _recipe(tmp_path)
+    # trials of a few seconds, so the first process cannot finish them all before the others start
+    recipe = _recipe(tmp_path, proxy={"epochs": 1, "batch_size": 32})
     budget = 8
     procs = [_spawn("optimize", recipe, "--storage", postgres, "--study", "four", "--trials", budget,
                     "--out", tmp_path / "run", log=tmp_path / "optimize.log")]
