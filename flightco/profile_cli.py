@@ -21,6 +21,31 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(2)
 
 
+def _write_profile(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200))
+
+
+def _predict_and_measure(prof, space: Path, networks: int, seed: int, threads: int,
+                         transient: bool = False) -> tuple[list[float], list[float]]:
+    """Predicted and measured batch-1 latency (ms) of ``networks`` random networks of ``space``."""
+    from rich.progress import Progress
+
+    from flightco.cli import console
+    from flightco.hw.measure import measure_network, sample_genomes
+    from flightco.hw.workload import workload
+    from flightco.space import SearchSpace
+
+    pred, true = [], []
+    with Progress(console=console, transient=transient) as progress:
+        task = progress.add_task(f"measuring {networks} networks", total=networks)
+        for g in sample_genomes(SearchSpace.load(space), networks, seed):
+            pred.append(prof.cost(workload(g)).latency_ms)
+            true.append(measure_network(g, threads))
+            progress.advance(task)
+    return pred, true
+
+
 def _table_metadata(path: Path) -> dict[str, str]:
     """Constant columns that `profile measure` writes (runtime version, threads, add cost)."""
     import csv
@@ -60,8 +85,7 @@ def fit(
                             float(meta.get("elementwise_ns_per_element", 1.0) or 1.0),
                             float(meta.get("session_overhead_ms", 0.0) or 0.0),
                             description=f"{kind} profile fitted on {len(rows)} rows of {measurements.name}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200))
+        _write_profile(out, data)
         load_profile(out)  # fails now, not later, if the rows cannot be fitted
         typer.echo(f"wrote {out} ({kind}, {len(rows)} rows)")
     except FlightcoError as exc:
@@ -172,25 +196,14 @@ def validate(
     """Predict and measure whole random networks end to end; report the prediction accuracy."""
     try:
         import numpy as np
-        from rich.progress import Progress
 
         from flightco.cli import console
         from flightco.hw.accuracy import accuracy_report
-        from flightco.hw.measure import measure_network, sample_genomes
         from flightco.hw.profile import load_profile
-        from flightco.hw.workload import workload
-        from flightco.space import SearchSpace
 
         _check_runtime(runtime)
         prof = load_profile(profile)
-        genomes = sample_genomes(SearchSpace.load(space), networks, seed)
-        pred, true = [], []
-        with Progress(console=console, transient=as_json) as progress:
-            task = progress.add_task(f"measuring {networks} networks", total=networks)
-            for g in genomes:
-                pred.append(prof.cost(workload(g)).latency_ms)
-                true.append(measure_network(g, threads))
-                progress.advance(task)
+        pred, true = _predict_and_measure(prof, space, networks, seed, threads, transient=as_json)
         report = {"latency_ms": accuracy_report(np.array(pred), np.array(true))}
         if as_json:
             typer.echo(json.dumps(report))
@@ -215,37 +228,26 @@ def calibrate(
     """Fit a whole-network correction (scale, offset) from a few measured networks."""
     try:
         import numpy as np
-        from rich.progress import Progress
 
         from flightco.cli import console
         from flightco.errors import ProfileError
         from flightco.hw.learned import fit_network_calibration
-        from flightco.hw.measure import measure_network, sample_genomes
-        from flightco.hw.profile import load_profile
-        from flightco.hw.workload import workload
-        from flightco.space import SearchSpace
+        from flightco.hw.profile import profile_from_data
         from flightco.yamlio import read_yaml
 
         _check_runtime(runtime)
         data = read_yaml(profile, ProfileError)
         if data.get("kind") not in ("learned", "measured"):
             raise ProfileError(f"{profile}: only learned or measured profiles can be calibrated, not kind {data.get('kind')!r}")
-        data.update({"network_scale": 1.0, "network_offset_ms": 0.0})
-        target = out or profile
-        target.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200))
-        prof = load_profile(target)
+        # predict with the correction off; the file itself is only written once the fit is done
+        prof = profile_from_data({**data, "network_scale": 1.0, "network_offset_ms": 0.0}, str(profile))
         overhead = prof.spec.session_overhead_ms
-        kernels, measured = [], []
-        with Progress(console=console) as progress:
-            task = progress.add_task(f"measuring {networks} networks", total=networks)
-            for g in sample_genomes(SearchSpace.load(space), networks, seed):
-                kernels.append(prof.cost(workload(g)).latency_ms - overhead)
-                measured.append(measure_network(g, threads) - overhead)
-                progress.advance(task)
-        scale, offset = fit_network_calibration(np.array(kernels), np.array(measured))
+        pred, true = _predict_and_measure(prof, space, networks, seed, threads)
+        scale, offset = fit_network_calibration(np.array(pred) - overhead, np.array(true) - overhead)
         data.update({"network_scale": scale, "network_offset_ms": offset,
                      "network_calibration": {"networks": networks, "seed": seed, "threads": threads}})
-        target.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200))
+        target = out or profile
+        _write_profile(target, data)
         console.print(f"wrote {target}: whole network = {scale:.4g} x kernels + {offset * 1e3:.1f} us (+ {overhead * 1e3:.1f} us per call)")
     except FlightcoError as exc:
         _fail(exc)

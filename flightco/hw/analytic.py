@@ -27,9 +27,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flightco.errors import ProfileError
-from flightco.hw.profile import HardwareProfile, LayerCost, register_profile_kind
+from flightco.hw.profile import HardwareProfile, LayerCost, register_profile_kind, round_up_bits
 from flightco.hw.workload import LayerWorkload, weight_bytes
-from flightco.space import FLOAT_BITS
 from flightco.yamlio import validate
 
 
@@ -96,12 +95,7 @@ class AnalyticProfile(HardwareProfile):
 
     # ---- precision --------------------------------------------------------------------
     def executed_bits(self, bits: int) -> int:
-        if bits >= FLOAT_BITS:
-            return self.spec.float_bits
-        for b in self.spec.supported_bits:
-            if b >= bits:
-                return b
-        return self.spec.supported_bits[-1]
+        return round_up_bits(bits, self.spec.supported_bits, self.spec.float_bits)
 
     def macs_per_unit_cycle(self, w_bits: int, a_bits: int) -> float:
         """BitBrick fusion: ``(max/w) * (max/a)`` MACs per cycle, fewer above ``max_bits``."""

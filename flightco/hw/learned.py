@@ -19,7 +19,7 @@ from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from flightco.errors import ProfileError
-from flightco.hw.profile import Costs, HardwareProfile, LayerCost, register_profile_kind
+from flightco.hw.profile import Costs, HardwareProfile, LayerCost, register_profile_kind, round_up_bits
 from flightco.hw.table import METRIC_COLUMNS, TABLE_OPS, MeasuredLayer, layer_key, parse_rows
 from flightco.hw.workload import LayerWorkload
 from flightco.space import FLOAT_BITS
@@ -132,12 +132,7 @@ class _TableProfile(HardwareProfile):
         return cls(validate(TableProfileSpec, data, source, ProfileError), source)
 
     def executed_bits(self, bits: int) -> int:
-        if bits >= FLOAT_BITS:
-            return self.spec.float_bits
-        for b in self.spec.supported_bits:
-            if b >= bits:
-                return b
-        return self.spec.supported_bits[-1]
+        return round_up_bits(bits, self.spec.supported_bits, self.spec.float_bits)
 
     def _elementwise(self, layer: LayerWorkload, x: LayerWorkload) -> LayerCost:
         ms = layer.macs * self.spec.elementwise_ns_per_element * 1e-6

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from flightco.errors import ProfileError
 from flightco.hw.workload import LayerWorkload, peak_activation_bytes, weight_bytes
+from flightco.space import FLOAT_BITS
 
 METRICS = ("latency_ms", "energy_mj", "memory_kb")
 """The cost metrics every profile returns, units in the names."""
@@ -104,6 +105,18 @@ class HardwareProfile(ABC):
         return f"{self.name}: requested->executed bits " + ", ".join(pairs) + f", float->{self.executed_bits(32)}"
 
 
+def round_up_bits(bits: int, supported: Sequence[int], float_bits: int) -> int:
+    """Executed precision of hardware that runs only ``supported`` (sorted) bit-widths: a requested
+    width runs at the next supported one (the widest if none is wide enough); float (32) runs at
+    ``float_bits``."""
+    if bits >= FLOAT_BITS:
+        return float_bits
+    for b in supported:
+        if b >= bits:
+            return b
+    return supported[-1]
+
+
 _KINDS: dict[str, Callable[[dict[str, Any], str], HardwareProfile]] = {}
 
 
@@ -131,15 +144,19 @@ def profile_kinds() -> list[str]:
 
 def load_profile(path: str | Path) -> HardwareProfile:
     """Read a profile YAML and build the profile its ``kind`` names (errors name file and field)."""
-    import importlib
-
     from flightco.yamlio import read_yaml
 
     path = Path(path)
-    data = read_yaml(path, ProfileError)
+    return profile_from_data(read_yaml(path, ProfileError), str(path))
+
+
+def profile_from_data(data: dict[str, Any], source: str) -> HardwareProfile:
+    """Build a profile from already-parsed YAML data; ``source`` names it in errors."""
+    import importlib
+
     kind = data.get("kind")
     if kind not in _KINDS and kind in _BUILTIN_KINDS:
         importlib.import_module(_BUILTIN_KINDS[kind])  # runs its @register_profile_kind
     if kind not in _KINDS:
-        raise ProfileError(f"{path}: kind must be one of {', '.join(profile_kinds())}, got {kind!r}")
-    return _KINDS[kind](data, str(path))
+        raise ProfileError(f"{source}: kind must be one of {', '.join(profile_kinds())}, got {kind!r}")
+    return _KINDS[kind](data, source)
