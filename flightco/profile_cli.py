@@ -32,17 +32,17 @@ def _predict_and_measure(prof, space: Path, networks: int, seed: int, threads: i
     from rich.progress import Progress
 
     from flightco.cli import console
-    from flightco.hw.measure import measure_network, sample_genomes
+    from flightco.hw.measure import ROUNDS, measure_networks, sample_genomes
     from flightco.hw.workload import workload
     from flightco.space import SearchSpace
 
-    pred, true = [], []
+    genomes = sample_genomes(SearchSpace.load(space), networks, seed)
+    pred = [prof.cost(workload(g)).latency_ms for g in genomes]
     with Progress(console=console, transient=transient) as progress:
-        task = progress.add_task(f"measuring {networks} networks", total=networks)
-        for g in sample_genomes(SearchSpace.load(space), networks, seed):
-            pred.append(prof.cost(workload(g)).latency_ms)
-            true.append(measure_network(g, threads))
-            progress.advance(task)
+        task = progress.add_task(f"exporting {networks} networks, then timing them in {ROUNDS} interleaved passes",
+                                 total=networks * (ROUNDS + 1))
+        true = measure_networks(genomes, threads, rounds=ROUNDS, seed=seed,
+                                progress=lambda i: progress.update(task, completed=i))
     return pred, true
 
 
@@ -148,7 +148,7 @@ def measure(
     out: Path = typer.Option(..., "--out", help="Measurement CSV to write."),
     layers: int = typer.Option(200, "--layers", min=1, help="Distinct layers to sample and time."),
     threads: str = typer.Option("1", "--threads", help="Thread counts to measure, comma-separated (e.g. 1,2)."),
-    repeats: int = typer.Option(100, "--repeats", min=3, help="Timed runs per layer (median reported) after 20 warm-up runs."),
+    repeats: int = typer.Option(100, "--repeats", min=3, help="Timed runs per layer after 20 warm-up runs (the lowest median of 5 blocks is kept)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Time single fused layers sampled from SPACE in onnxruntime (batch 1, as exported by flightco)."""

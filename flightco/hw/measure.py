@@ -2,8 +2,9 @@
 
 Every measured graph is produced by the same export path as ``flightco export`` (Brevitas QCDQ
 plus flightco's clip rewrite), so the timings are of what a user would run: onnxruntime's CPU
-provider with its default optimizations, batch 1. Each timing is the median of ``repeats``
-runs after ``warmup`` runs, with the thread count recorded.
+provider with its default optimizations, batch 1. Each timing takes ``repeats`` runs after
+``warmup`` runs and keeps the lowest median of five blocks of them (see ``time_session``), with the
+thread count recorded.
 """
 
 from __future__ import annotations
@@ -54,8 +55,14 @@ def sample_layers(space: SearchSpace, n: int, seed: int, **io: int) -> list[Laye
     return (first + rest)[:n]
 
 
-def time_session(sess, feeds: dict[str, np.ndarray], warmup: int, repeats: int) -> float:
-    """Median wall time of one run, in milliseconds."""
+def time_session(sess, feeds: dict[str, np.ndarray], warmup: int, repeats: int, blocks: int = 5) -> float:
+    """Robust wall time of one run, in milliseconds: the lowest of ``blocks`` block medians.
+
+    On a shared machine another process occasionally takes the core for a few milliseconds,
+    which shifts a plain median of sub-millisecond runs by tens of percent. Splitting the
+    repeats into blocks and keeping the quietest block's median filters such bursts while
+    still averaging the ordinary run-to-run jitter inside each block.
+    """
     for _ in range(warmup):
         sess.run(None, feeds)
     times = []
@@ -63,7 +70,9 @@ def time_session(sess, feeds: dict[str, np.ndarray], warmup: int, repeats: int) 
         t = time.perf_counter()
         sess.run(None, feeds)
         times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+    blocks = max(1, min(blocks, repeats // 3))
+    size = len(times) // blocks
+    return min(statistics.median(times[i * size:(i + 1) * size]) for i in range(blocks)) * 1e3
 
 
 def _session(path: Path, threads: int, optimized_path: Path | None = None):
@@ -77,6 +86,8 @@ def _session(path: Path, threads: int, optimized_path: Path | None = None):
         so.optimized_model_filepath = str(optimized_path)
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
+
+ROUNDS = 3  # interleaved passes over whole networks (see measure_networks)
 
 INTEGER_KERNELS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QGemm")
 
@@ -179,8 +190,8 @@ def measure_session_overhead_ms(threads: int, warmup: int = 20, repeats: int = 2
         return time_session(_session(path, threads), {"a": np.zeros((1, 16), np.float32)}, warmup, repeats)
 
 
-def measure_network(genome: Genome, threads: int, warmup: int = 20, repeats: int = 100) -> float:
-    """Median batch-1 latency (ms) of a whole network, exported as ``flightco export`` does."""
+def _export_network(genome: Genome, path: Path) -> np.ndarray:
+    """Export a randomly initialised (calibrated) network as ``flightco export`` does; returns an input."""
     import torch
 
     from flightco.nn.mobilenet import build_model
@@ -189,7 +200,40 @@ def measure_network(genome: Genome, threads: int, warmup: int = 20, repeats: int
     model = build_model(genome, collect_stats_steps=1)
     x = torch.randn(1, genome.in_channels, genome.resolution, genome.resolution)
     _prepare(model, torch.randn(8, genome.in_channels, genome.resolution, genome.resolution))
+    _export(model, x, path)
+    return x.numpy()
+
+
+def measure_network(genome: Genome, threads: int, warmup: int = 20, repeats: int = 100) -> float:
+    """Batch-1 latency (ms) of one whole network, exported as ``flightco export`` does."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "net.onnx"
-        _export(model, x, path)
-        return time_session(_session(path, threads), {"input": x.numpy()}, warmup, repeats)
+        x = _export_network(genome, path)
+        return time_session(_session(path, threads), {"input": x}, warmup, repeats)
+
+
+def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repeats: int = 100, rounds: int = ROUNDS,
+                     seed: int = 0, progress: Callable[[int], None] | None = None) -> list[float]:
+    """Batch-1 latency (ms) of several networks, timed in ``rounds`` interleaved passes.
+
+    Each pass visits every network in a new random order and each network keeps its quietest
+    pass. A slow spell of the machine then touches every network a little instead of a few
+    networks a lot, so that networks measured together (a calibration set and a validation
+    set, say) are compared under the same conditions.
+    """
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions, feeds = [], []
+        for i, genome in enumerate(genomes):
+            path = Path(tmp) / f"net{i}.onnx"
+            feeds.append({"input": _export_network(genome, path)})
+            sessions.append(_session(path, threads))
+            if progress:
+                progress(i + 1)
+        best = [float("inf")] * len(genomes)
+        for r in range(rounds):
+            for i in rng.permutation(len(genomes)):
+                best[i] = min(best[i], time_session(sessions[i], feeds[i], warmup, repeats))
+            if progress:
+                progress(len(genomes) * (r + 2))
+    return best
