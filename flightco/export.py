@@ -9,6 +9,7 @@ the file as ``<name>.json`` and ``<name>.md``. Agreement below ``min_agreement``
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -42,6 +43,7 @@ class ExportReport:
     opset: int
     seconds: float
     metrics: dict[str, float]
+    flight_terms: dict[str, list[int]] | None = None  # FLightNN kernels: filters using 1, 2, ... terms
 
     def markdown(self) -> str:
         return "\n".join([
@@ -54,6 +56,10 @@ class ExportReport:
             f"- max |logit difference|: {self.max_abs_diff:.3g}",
             f"- accuracy: PyTorch {100 * self.pytorch_accuracy:.2f}%, onnxruntime {100 * self.onnxruntime_accuracy:.2f}%",
             "- predicted costs: " + ", ".join(f"{k} {v:.4g}" for k, v in self.metrics.items() if "." not in k),
+            *([
+                "- FLightNN weights, exported exactly as int8 x power-of-two scale; filters per term count:",
+                *(f"  - `{k}`: " + ", ".join(f"{n} with {i + 1}" for i, n in enumerate(v)) for k, v in self.flight_terms.items()),
+            ] if self.flight_terms else []),
             "",
         ])
 
@@ -110,6 +116,9 @@ def export_trial(
     model = build_model(genome)
     model.load_state_dict(blob["state_dict"])
     model.eval()
+    from flightco.search import mean_terms, realised_terms
+
+    terms = realised_terms(model) or None
 
     recipe = recipe_from_stored(stored_recipe(study), files_dir=Path(run_dir) / ".recipe")
     ds = recipe.dataset
@@ -136,7 +145,9 @@ def export_trial(
         top1_agreement=float((pt_logits.argmax(1) == ort_logits.argmax(1)).mean()),
         max_abs_diff=float(np.abs(pt_logits - ort_logits).max()),
         onnxruntime_version=ort.__version__, opset=OPSET, seconds=time.perf_counter() - start,
-        metrics=genome_metrics(genome, [load_profile(p) for p in recipe.hardware_paths]),
+        metrics=genome_metrics(genome, [load_profile(p) for p in recipe.hardware_paths],
+                               mean_terms(terms) if terms else None),
+        flight_terms=terms,
     )
     out.with_suffix(".json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     out.with_suffix(".md").write_text(report.markdown())
@@ -148,12 +159,32 @@ def export_trial(
     return report
 
 
+def check_flight_exact(model: Any) -> None:
+    """Bake FLightNN weights into their projections and check each layer is exactly int8 times a
+    power-of-two scale, so the QCDQ weights that Brevitas writes are the trained values."""
+    import torch
+
+    from flightco.nn.flight import bake_weights, flight_quantizers
+
+    bake_weights(model)
+    for name, _ in flight_quantizers(model):
+        q = model.get_submodule(name).quant_weight()
+        ints = (q.value / q.scale).detach()
+        scale = float(q.scale)
+        exact = (torch.equal(ints, ints.round()) and float(ints.abs().max().detach()) <= 127
+                 and scale == 2.0 ** round(math.log2(scale)))
+        if not exact:
+            raise ExportError(f"FLightNN layer {name}: weights are not int8 x power-of-two scale (cannot export exactly)")
+
+
 def export_onnx(model: Any, example: Any, path: Path) -> None:
-    """The one ONNX QCDQ export path: eval mode, fixed opset, dynamic batch axis, and sub-8-bit
-    clips moved after dequantization (see :mod:`flightco.onnx_passes` for why)."""
+    """The one ONNX QCDQ export path: eval mode, fixed opset, dynamic batch axis, sub-8-bit clips
+    moved after dequantization and float-weight layers guarded from onnxruntime's own weight
+    quantization (see :mod:`flightco.onnx_passes` for why), FLightNN weights baked exactly."""
     from brevitas.export import export_onnx_qcdq
 
     model.eval()
+    check_flight_exact(model)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -166,9 +197,10 @@ def export_onnx(model: Any, example: Any, path: Path) -> None:
         raise ExportError(f"{path}: ONNX export failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
     import onnx
 
-    from flightco.onnx_passes import clip_after_dequantize
+    from flightco.onnx_passes import clip_after_dequantize, guard_float_weights
 
     graph = onnx.load(str(path))
     clip_after_dequantize(graph)
+    guard_float_weights(graph)
     onnx.checker.check_model(graph)
     onnx.save(graph, str(path))

@@ -6,20 +6,22 @@ free and the same numbers become objectives.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from flightco.hw.profile import HardwareProfile
 from flightco.hw.workload import total_macs, weight_bytes, workload
 from flightco.space import Genome
 
 
-def genome_metrics(genome: Genome, profiles: Sequence[HardwareProfile]) -> dict[str, float]:
+def genome_metrics(genome: Genome, profiles: Sequence[HardwareProfile],
+                   realised_terms: Mapping[str, float] | None = None) -> dict[str, float]:
     """``macs``, ``params``, ``weight_kb`` plus ``<profile>.<metric>`` for every profile.
 
     The first profile's costs are also given unprefixed (``energy_mj``), as the recipe's
-    primary target.
+    primary target. FLightNN layers cost their ``k_max`` terms unless ``realised_terms``
+    (kernel -> mean terms per weight, known after training) is given.
     """
-    layers = workload(genome)
+    layers = workload(genome, realised_terms)
     out: dict[str, float] = {
         "macs": float(total_macs(layers)),
         "params": float(sum(layer.params for layer in layers)),

@@ -153,6 +153,19 @@ def train_genome(
     return model, result
 
 
+def realised_terms(model: Any) -> dict[str, list[int]]:
+    """FLightNN layers of a trained model: kernel name -> filters using 1, 2, ... terms."""
+    from flightco.nn.flight import term_histograms
+    from flightco.nn.mobilenet import kernel_name
+
+    return {kernel_name(name): counts for name, counts in term_histograms(model).items()}
+
+
+def mean_terms(histograms: dict[str, list[int]]) -> dict[str, float]:
+    """Mean power-of-two terms per weight of each FLightNN kernel, from its filter histogram."""
+    return {name: sum((i + 1) * n for i, n in enumerate(c)) / max(1, sum(c)) for name, c in histograms.items()}
+
+
 def save_weights(model: Any, genome: Genome, path: Path) -> None:
     """Save state dict + genome atomically (a crash never leaves a half-written file)."""
     import torch
@@ -190,6 +203,11 @@ class Objective:
             accuracy = 0.0
         else:
             accuracy = self._proxy_accuracy(trial, genome)
+            realised = trial.user_attrs.get("flight_terms")
+            if realised:
+                # FLightNN layers were priced at k_max terms; price the terms training kept
+                metrics = genome_metrics(genome, ctx.profiles, mean_terms(realised))
+                trial.set_user_attr("metrics", metrics)
         values = tuple(accuracy if o.metric == "accuracy" else metrics[o.metric] for o in recipe.objectives)
         row = {"trial": trial.number, "accuracy": accuracy, **metrics, "bits": genome.bits_summary(), "feasible": feasible}
         self.reporter.trial_finished(row)
@@ -202,6 +220,8 @@ class Objective:
             trial.set_user_attr("status", f"duplicate of trial {same.number} (not retrained)")
             trial.set_user_attr("weights_trial", same.user_attrs.get("weights_trial", same.number))
             trial.set_user_attr("proxy", same.user_attrs.get("proxy", {}))
+            if "flight_terms" in same.user_attrs:
+                trial.set_user_attr("flight_terms", same.user_attrs["flight_terms"])
             return float(same.user_attrs["proxy"]["val_accuracy"])
         seed = ctx.recipe.search.seed * 100_003 + trial.number
         from flightco.train import DivergedError
@@ -214,6 +234,9 @@ class Objective:
             trial.set_user_attr("status", f"failed: {exc}")
             raise TrialFailed(str(exc)) from None
         accuracy = result.epoch_accuracies[-1]
+        terms = realised_terms(model)
+        if terms:
+            trial.set_user_attr("flight_terms", terms)
         save_weights(model, genome, trial_dir(ctx.run_dir, trial.number) / "proxy.pt")
         trial.set_user_attr("status", "trained")
         trial.set_user_attr("weights_trial", trial.number)
@@ -293,14 +316,17 @@ def run_finalists(study: optuna.Study, ctx: SearchContext, reporter: Reporter, k
             model, _ = train_genome(g, full_train, None, recipe.training.final, seed, reporter)
             acc = evaluate(model, ds.test)
             save_weights(model, g, trial_dir(ctx.run_dir, trial.number) / f"{label}.pt")
+            terms = realised_terms(model)
             entry[label] = {
                 "test_accuracy": acc,
                 "seconds": time.perf_counter() - start,
                 "bits": g.bits_summary(),
                 "genome": g.to_dict(),
-                "metrics": genome_metrics(g, ctx.profiles),
+                "metrics": genome_metrics(g, ctx.profiles, mean_terms(terms) if terms else None),
                 "epochs": recipe.training.final.epochs,
             }
+            if terms:
+                entry[label]["flight_terms"] = terms
         study.set_user_attr(key, entry)
         results.append(entry)
     (Path(ctx.run_dir) / "finals.json").write_text(json.dumps(results, indent=2) + "\n")

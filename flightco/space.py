@@ -14,6 +14,7 @@ on any hardware profile without torch.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -29,17 +30,56 @@ FLOAT_BITS = 32
 ALLOWED_BITS = (2, 3, 4, 5, 6, 8, FLOAT_BITS)
 
 
-def _parse_bits(values: list[Any], field: str) -> list[int]:
-    out = []
+FLIGHT_CONTAINER_BITS = 8
+"""FLightNN weights are integers below 2**7 times a power-of-two scale: int8 containers."""
+
+MAX_FLIGHT_TERMS = 4
+
+_FLIGHT = re.compile(r"^flight\(\s*(\d+)\s*(?:,\s*([0-9.eE+-]+)\s*)?\)$")
+
+
+def parse_flight(v: Any) -> tuple[int, float] | None:
+    """``"flight(k_max, lambda)"`` -> ``(k_max, lambda)``; ``None`` for anything else."""
+    if not isinstance(v, str):
+        return None
+    m = _FLIGHT.match(v.strip().lower().replace(" ", ""))
+    if m is None:
+        return None
+    try:
+        k, lam = int(m.group(1)), float(m.group(2) or 0.0)
+    except ValueError:
+        return None
+    if not 1 <= k <= MAX_FLIGHT_TERMS or not lam >= 0:
+        return None
+    return k, lam
+
+
+def flight_choice(k: int, lam: float) -> str:
+    """The canonical spelling of a FLightNN choice (also its Optuna categorical value)."""
+    return f"flight({k},{lam:g})"
+
+
+def _parse_bits(values: list[Any], field: str, allow_flight: bool = False) -> list[int | str]:
+    out: list[int | str] = []
     for v in values:
         if isinstance(v, str) and v.strip().lower() in ("float", "fp32", "float32"):
             v = FLOAT_BITS
+        if allow_flight and isinstance(v, str) and v.strip().lower().startswith("flight"):
+            parsed = parse_flight(v)
+            if parsed is None:
+                raise ValueError(f"{field}: {v!r} is not flight(k_max, lambda) with k_max in 1..{MAX_FLIGHT_TERMS}"
+                                 " and lambda >= 0, e.g. flight(2, 1e-3)")
+            out.append(flight_choice(*parsed))
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or v not in ALLOWED_BITS:
-            raise ValueError(f"{field} must be chosen from 2, 3, 4, 5, 6, 8 or 'float', got {v!r}")
+            extra = ", 'float'" if not allow_flight else " or flight(k_max, lambda)"
+            raise ValueError(f"{field} must be chosen from 2, 3, 4, 5, 6, 8{extra}, got {v!r}")
         out.append(v)
     if not out:
         raise ValueError(f"{field} needs at least one choice")
-    return sorted(set(out))
+    ints = sorted({v for v in out if isinstance(v, int)})
+    flights = sorted({v for v in out if isinstance(v, str)})
+    return [*ints, *flights]
 
 
 class _Strict(BaseModel):
@@ -82,23 +122,28 @@ class StageSpec(_Strict):
 
 
 class PrecisionSpec(_Strict):
-    """Which bit-widths layers may use. ``first_last`` applies to the stem and the classifier."""
+    """Which bit-widths layers may use. ``first_last`` applies to the stem and the classifier.
 
-    w_bits: list[int] = Field(default_factory=lambda: [2, 3, 4, 5, 6, 8])
+    ``w_bits`` may also offer ``flight(k_max, lambda)``: FLightNN weights, each a sum of at most
+    ``k_max`` powers of two with per-filter term counts trained under a cost regularizer of
+    strength ``lambda`` (see :mod:`flightco.nn.flight`).
+    """
+
+    w_bits: list[int | str] = Field(default_factory=lambda: [2, 3, 4, 5, 6, 8])
     a_bits: list[int] = Field(default_factory=lambda: [2, 3, 4, 5, 6, 8])
     first_last_bits: list[int] = Field(default_factory=lambda: [4, 6, 8, FLOAT_BITS])
     granularity: Literal["layer", "block"] = "layer"
 
     @field_validator("w_bits", "a_bits", "first_last_bits", mode="before")
     @classmethod
-    def _bits(cls, v: Any, info: Any) -> list[int]:
+    def _bits(cls, v: Any, info: Any) -> list[int | str]:
         if not isinstance(v, list):
             raise ValueError("expected a list of bit-widths")
-        return _parse_bits(v, info.field_name)
+        return _parse_bits(v, info.field_name, allow_flight=info.field_name == "w_bits")
 
     @field_validator("w_bits", "a_bits")
     @classmethod
-    def _no_float_inside(cls, v: list[int], info: Any) -> list[int]:
+    def _no_float_inside(cls, v: list[Any], info: Any) -> list[Any]:
         if FLOAT_BITS in v:
             raise ValueError(f"{info.field_name}: 'float' is only allowed in first_last_bits")
         return v
@@ -124,17 +169,29 @@ class SearchSpace(_Strict):
 
 @dataclass(frozen=True)
 class Precision:
-    """Bit-widths of one layer: its weights and the activations it consumes (32 = float)."""
+    """Bit-widths of one layer: its weights and the activations it consumes (32 = float).
+
+    ``w_terms > 0`` makes the weights FLightNN sums of at most ``w_terms`` powers of two (held
+    in int8 containers, ``w_bits`` = 8), trained with term regularizer ``w_lambda``.
+    """
 
     w_bits: int
     a_bits: int
+    w_terms: int = 0
+    w_lambda: float = 0.0
 
     @property
     def is_float(self) -> bool:
         return self.w_bits >= FLOAT_BITS and self.a_bits >= FLOAT_BITS
 
+    @property
+    def is_flight(self) -> bool:
+        return self.w_terms > 0
+
     def label(self) -> str:
         w = "f" if self.w_bits >= FLOAT_BITS else str(self.w_bits)
+        if self.is_flight:
+            w = f"P{self.w_terms}"
         a = "f" if self.a_bits >= FLOAT_BITS else str(self.a_bits)
         return f"W{w}A{a}"
 
@@ -242,6 +299,14 @@ class Genome:
         qs = [p for p in self.precisions() if not p.is_float]
         if not qs:
             return "float"
+        flight = [p for p in qs if p.is_flight]
+        if flight:
+            fixed = [p for p in qs if not p.is_flight]
+            a = [p.a_bits for p in qs if p.a_bits < FLOAT_BITS]
+            w = [p.w_bits for p in fixed if p.w_bits < FLOAT_BITS]
+            wtext = f"W{sum(w) / len(w):.1f}" if w else "W-"
+            return (f"{wtext}/A{sum(a) / len(a):.1f}, {len(flight)} FLightNN layer(s) "
+                    f"≤{max(p.w_terms for p in flight)} terms")
         w = [p.w_bits for p in qs if p.w_bits < FLOAT_BITS]
         a = [p.a_bits for p in qs if p.a_bits < FLOAT_BITS]
         lo = min(w + a)
@@ -274,8 +339,13 @@ def sample_genome(
     def pick(name: str, choices: list[int]) -> int:
         return int(trial.suggest_categorical(name, list(choices)))
 
-    def layer_precision(prefix: str, w_choices: list[int], a_choices: list[int]) -> Precision:
-        return Precision(pick(f"{prefix}.w_bits", w_choices), pick(f"{prefix}.a_bits", a_choices))
+    def layer_precision(prefix: str, w_choices: list[Any], a_choices: list[int]) -> Precision:
+        w = trial.suggest_categorical(f"{prefix}.w_bits", list(w_choices))
+        a = pick(f"{prefix}.a_bits", a_choices)
+        flight = parse_flight(w)
+        if flight is not None:
+            return Precision(FLIGHT_CONTAINER_BITS, a, w_terms=flight[0], w_lambda=flight[1])
+        return Precision(int(w), a)
 
     stem_channels = pick("stem.channels", space.stem.channels)
     stem = layer_precision("stem", prec.first_last_bits, prec.first_last_bits)

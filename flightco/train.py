@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from flightco.data import Split
+from flightco.nn.flight import flight_quantizers, flight_regularization
 from flightco.nn.quant import set_collect_stats_steps
 
 
@@ -50,6 +51,9 @@ class TrainResult:
     seconds: float
     final_loss: float
     epoch_accuracies: tuple[float, ...]
+
+
+THRESHOLD_LR_FACTOR = 10.0
 
 
 def one_cycle(total_steps: int, warmup: float = 0.25) -> Callable[[int], float]:
@@ -129,7 +133,14 @@ def train_qat(
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
     set_collect_stats_steps(model, max(5, min(cfg.max_stats_steps, int(total_steps * cfg.stats_fraction))))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # FLightNN thresholds are not weights: decaying them toward 0 would switch every term back on,
+    # and they live on a relative-residual scale (0..1) where a proxy run of a few dozen Adam
+    # steps at the weights' learning rate could not move them across the filters' residuals
+    thresholds = [q.thresholds for _, q in flight_quantizers(model)]
+    flight = bool(thresholds)
+    others = [p for p in model.parameters() if all(p is not t for t in thresholds)]
+    groups = [{"params": others}] + ([{"params": thresholds, "weight_decay": 0.0, "lr": cfg.lr * THRESHOLD_LR_FACTOR}] if flight else [])
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, one_cycle(total_steps))
     g = torch.Generator().manual_seed(cfg.seed)
     start = time.perf_counter()
@@ -149,6 +160,8 @@ def train_qat(
             logits = model(train.x[idx])
             loss = F.cross_entropy(logits, train.y[idx], label_smoothing=cfg.label_smoothing)
             loss_value = float(loss.detach())
+            if flight:
+                loss = loss + flight_regularization(model)  # FLightNN: fewer terms where lambda says
             if not math.isfinite(loss_value):
                 raise DivergedError(f"training diverged at step {step}: loss is {loss_value}")
             opt.zero_grad(set_to_none=True)

@@ -62,6 +62,19 @@ class MemorySpec(_Strict):
     sram_bytes_per_cycle: float = Field(gt=0)
 
 
+class PowerOfTwoSpec(_Strict):
+    """How the array runs FLightNN weights (sums of signed power-of-two terms).
+
+    A term ``±2**e`` times an ``a``-bit activation is one ``bits_per_term``-bit weight slice
+    (sign and a single 1 bit) whose partial product is shifted by ``e`` before the add: on
+    BitFusion that is one column of 2-bit bricks, so a k-term weight occupies the bricks of a
+    ``bits_per_term * k``-bit weight, and each term pays a variable shift.
+    """
+
+    bits_per_term: int = Field(2, gt=0, description="weight bits one term occupies in the array")
+    shift_pj_per_term: float = Field(ge=0, description="variable shift of one term's partial product")
+
+
 class AnalyticSpec(_Strict):
     name: str
     kind: str
@@ -72,6 +85,8 @@ class AnalyticSpec(_Strict):
     array: ArraySpec
     energy: EnergySpec
     memory: MemorySpec
+    power_of_two: PowerOfTwoSpec | None = Field(
+        None, description="shift-add execution of FLightNN weights; without it they run as int8")
 
     @field_validator("supported_bits")
     @classmethod
@@ -88,6 +103,7 @@ class AnalyticProfile(HardwareProfile):
     def __init__(self, spec: AnalyticSpec) -> None:
         self.spec = spec
         self.name = spec.name
+        self.supports_power_of_two = spec.power_of_two is not None
 
     @classmethod
     def from_yaml(cls, data: dict[str, Any], source: str) -> AnalyticProfile:
@@ -142,9 +158,14 @@ class AnalyticProfile(HardwareProfile):
 
         if x.op in ("conv", "dwconv", "linear"):
             units = s.array.rows * s.array.cols
-            rate = units * self.macs_per_unit_cycle(x.w_bits, x.a_bits) * self.utilization(x)
+            # FLightNN weights (only present when the profile runs them as shift-adds) occupy
+            # the bricks of a bits_per_term * terms wide weight and pay a shift per term
+            w_eff = x.w_terms * s.power_of_two.bits_per_term if x.w_terms and s.power_of_two else x.w_bits
+            rate = units * self.macs_per_unit_cycle(w_eff, x.a_bits) * self.utilization(x)
             compute_cycles = x.macs / rate
-            op_pj = x.macs * self.mac_energy_pj(x.w_bits, x.a_bits)
+            op_pj = x.macs * self.mac_energy_pj(w_eff, x.a_bits)
+            if x.w_terms and s.power_of_two:
+                op_pj += x.macs * x.w_terms * s.power_of_two.shift_pj_per_term
             # inputs are re-read from SRAM once per tile of output channels
             col_tiles = 1 if x.op == "dwconv" else math.ceil(x.cout / s.array.cols)
             sram_bytes = x.input_bytes * col_tiles + x.output_bytes + x.weight_bytes
@@ -173,7 +194,7 @@ class AnalyticProfile(HardwareProfile):
             op=layer.op,
             latency_ms=latency_s * 1e3,
             energy_mj=energy_pj * 1e-9,
-            executed_w_bits=x.w_bits,
+            executed_w_bits=math.ceil(w_eff) if x.op in ("conv", "dwconv", "linear") else x.w_bits,
             executed_a_bits=x.a_bits,
             bound="compute" if compute_cycles >= memory_cycles else "memory",
         )

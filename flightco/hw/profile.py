@@ -57,6 +57,9 @@ class HardwareProfile(ABC):
 
     name: str
     kind: str
+    supports_power_of_two = False
+    """Whether FLightNN (power-of-two term) weights run as shift-adds; otherwise they run (and are
+    stored) as the int8 integers they are."""
 
     @abstractmethod
     def executed_bits(self, bits: int) -> int:
@@ -94,15 +97,19 @@ class HardwareProfile(ABC):
         if table is None:  # executed_bits is pure: tabulate it once for every bit-width
             table = self.__dict__["_executed_table"] = {b: self.executed_bits(b) for b in range(1, 33)}
         w, a, o = table[layer.w_bits], table[layer.a_bits], table[layer.out_bits]
-        if (w, a, o) == (layer.w_bits, layer.a_bits, layer.out_bits):
+        terms = layer.w_terms if self.supports_power_of_two else 0.0
+        if (w, a, o, terms) == (layer.w_bits, layer.a_bits, layer.out_bits, layer.w_terms):
             return layer
         return LayerWorkload(layer.name, layer.op, layer.cin, layer.cout, layer.h, layer.w, layer.k,
-                             layer.stride, layer.groups, w, a, o)
+                             layer.stride, layer.groups, w, a, o, terms)
 
     def describe_precision(self) -> str:
         """One line saying how requested bits map to executed bits, for reports."""
         pairs = [f"{b}->{self.executed_bits(b)}" for b in (2, 3, 4, 5, 6, 8)]
-        return f"{self.name}: requested->executed bits " + ", ".join(pairs) + f", float->{self.executed_bits(32)}"
+        pow2 = ("power-of-two terms as shift-adds" if self.supports_power_of_two
+                else f"power-of-two (FLightNN) weights->{self.executed_bits(8)}-bit integers")
+        return (f"{self.name}: requested->executed bits " + ", ".join(pairs)
+                + f", float->{self.executed_bits(32)}, {pow2}")
 
 
 def round_up_bits(bits: int, supported: Sequence[int], float_bits: int) -> int:

@@ -12,9 +12,12 @@ written at the bits of the layer that consumes it next (``out_bits``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, NamedTuple
 
-from flightco.space import FLOAT_BITS, Genome
+from flightco.space import FLOAT_BITS, Genome, Precision
+
+POW2_TERM_BITS = 4
 
 Op = Literal["conv", "dwconv", "linear", "add", "pool"]
 OPS: tuple[str, ...] = ("conv", "dwconv", "linear", "add", "pool")
@@ -39,6 +42,7 @@ class LayerWorkload(NamedTuple):
     w_bits: int
     a_bits: int
     out_bits: int = FLOAT_BITS
+    w_terms: float = 0.0  # FLightNN: mean power-of-two terms per weight (0: fixed point)
 
     @property
     def out_h(self) -> int:
@@ -81,8 +85,14 @@ class LayerWorkload(NamedTuple):
         return self.cout * self.h * self.w  # add
 
     @property
+    def weight_bits(self) -> float:
+        """Stored bits per weight: ``w_bits``, or for FLightNN weights 4 bits per term (a sign and
+        a 3-bit code for one of 7 exponents or "no term")."""
+        return POW2_TERM_BITS * self.w_terms if self.w_terms else self.w_bits
+
+    @property
     def weight_bytes(self) -> float:
-        return self.params * self.w_bits / 8 + (4 * self.cout if self.params else 0)
+        return self.params * self.weight_bits / 8 + (4 * self.cout if self.params else 0)
 
     @property
     def input_bytes(self) -> float:
@@ -101,12 +111,20 @@ def conv_out(size: int, k: int, stride: int) -> int:
     return (size + 2 * pad - k) // stride + 1
 
 
-def workload(genome: Genome) -> list[LayerWorkload]:
-    """The fused kernels of ``genome`` in execution order, with shapes and bit-widths."""
-    specs: list[tuple] = []  # LayerWorkload fields but out_bits, linked once the order is known
+def workload(genome: Genome, realised_terms: Mapping[str, float] | None = None) -> list[LayerWorkload]:
+    """The fused kernels of ``genome`` in execution order, with shapes and bit-widths.
 
-    def add(*fields) -> tuple[int, int]:
+    FLightNN layers are priced at their ``k_max`` terms per weight unless ``realised_terms``
+    (kernel name -> mean terms per weight after training) says how many they really use.
+    """
+    specs: list[tuple] = []  # LayerWorkload fields but out_bits, linked once the order is known
+    terms: dict[str, float] = {}
+
+    def add(*fields, precision: Precision | None = None) -> tuple[int, int]:
         specs.append(fields)
+        if precision is not None and precision.w_terms:
+            name = fields[0]
+            terms[name] = (realised_terms or {}).get(name, float(precision.w_terms))
         op, h, w, k, stride = fields[1], fields[4], fields[5], fields[6], fields[7]
         if op in ("conv", "dwconv"):
             return conv_out(h, k, stride), conv_out(w, k, stride)
@@ -114,24 +132,28 @@ def workload(genome: Genome) -> list[LayerWorkload]:
 
     h = w = genome.resolution
     h, w = add("stem", "conv", genome.in_channels, genome.stem_channels, h, w,
-               genome.stem_kernel, genome.stem_stride, 1, genome.stem.w_bits, genome.stem.a_bits)
+               genome.stem_kernel, genome.stem_stride, 1, genome.stem.w_bits, genome.stem.a_bits, precision=genome.stem)
     c = genome.stem_channels
     for i, b in enumerate(genome.blocks):
         name = f"block{i}"
         block_in_c, block_in_h = c, h
         hidden = c * b.expansion
         if b.expand is not None:
-            add(f"{name}.expand", "conv", c, hidden, h, w, 1, 1, 1, b.expand.w_bits, b.expand.a_bits)
-        h, w = add(f"{name}.dw", "dwconv", hidden, hidden, h, w, b.kernel, b.stride, hidden, b.dw.w_bits, b.dw.a_bits)
-        add(f"{name}.project", "conv", hidden, b.out_channels, h, w, 1, 1, 1, b.project.w_bits, b.project.a_bits)
+            add(f"{name}.expand", "conv", c, hidden, h, w, 1, 1, 1, b.expand.w_bits, b.expand.a_bits,
+                precision=b.expand)
+        h, w = add(f"{name}.dw", "dwconv", hidden, hidden, h, w, b.kernel, b.stride, hidden, b.dw.w_bits, b.dw.a_bits,
+                   precision=b.dw)
+        add(f"{name}.project", "conv", hidden, b.out_channels, h, w, 1, 1, 1, b.project.w_bits, b.project.a_bits,
+            precision=b.project)
         if b.stride == 1 and block_in_c == b.out_channels and block_in_h == h:
             add(f"{name}.add", "add", b.out_channels, b.out_channels, h, w, 1, 1, 1, FLOAT_BITS, b.project.a_bits)
         c = b.out_channels
     add("pool", "pool", c, c, h, w, h, 1, c, FLOAT_BITS, genome.classifier.a_bits)
     add("classifier", "linear", c, genome.num_classes, 1, 1, 1, 1, 1,
-        genome.classifier.w_bits, genome.classifier.a_bits)
+        genome.classifier.w_bits, genome.classifier.a_bits, precision=genome.classifier)
     # each kernel writes its output at the bits its consumer reads (logits: float)
-    return [LayerWorkload(*f, out_bits=specs[i + 1][10] if i + 1 < len(specs) else FLOAT_BITS)
+    return [LayerWorkload(*f, out_bits=specs[i + 1][10] if i + 1 < len(specs) else FLOAT_BITS,
+                          w_terms=terms.get(f[0], 0.0))
             for i, f in enumerate(specs)]
 
 

@@ -9,10 +9,13 @@ to the bits of the *next* layer's input, and a block whose input comes from a re
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn as nn
 
 from flightco.nn import quant
+from flightco.nn.flight import flight_quantizers
 from flightco.space import BlockGene, Genome
 
 
@@ -56,7 +59,7 @@ class InvertedResidual(nn.Module):
         )
         self.expand = (
             ConvBNAct(
-                quant.conv2d(cin, hidden, 1, w_bits=gene.expand.w_bits),
+                quant.conv2d(cin, hidden, 1, **quant.weight_kwargs(gene.expand)),
                 hidden,
                 quant.relu(gene.dw.a_bits, collect_stats_steps),
             )
@@ -64,12 +67,12 @@ class InvertedResidual(nn.Module):
             else nn.Identity()
         )
         self.dw = ConvBNAct(
-            quant.conv2d(hidden, hidden, gene.kernel, gene.stride, groups=hidden, w_bits=gene.dw.w_bits),
+            quant.conv2d(hidden, hidden, gene.kernel, gene.stride, groups=hidden, **quant.weight_kwargs(gene.dw)),
             hidden,
             quant.relu(gene.project.a_bits, collect_stats_steps),
         )
         self.project = ConvBNAct(
-            quant.conv2d(hidden, gene.out_channels, 1, w_bits=gene.project.w_bits),
+            quant.conv2d(hidden, gene.out_channels, 1, **quant.weight_kwargs(gene.project)),
             gene.out_channels,
             None,
         )
@@ -95,7 +98,7 @@ class MobileNet(nn.Module):
         self.input_quant = quant.identity(genome.stem.a_bits, steps)
         self.stem = ConvBNAct(
             quant.conv2d(genome.in_channels, genome.stem_channels, genome.stem_kernel,
-                         genome.stem_stride, w_bits=genome.stem.w_bits),
+                         genome.stem_stride, **quant.weight_kwargs(genome.stem)),
             genome.stem_channels,
             quant.relu(stem_out_bits, steps),
         )
@@ -107,12 +110,32 @@ class MobileNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier_quant = quant.identity(genome.classifier.a_bits, steps) if genome.blocks else nn.Identity()
-        self.classifier = quant.linear(c, genome.num_classes, w_bits=genome.classifier.w_bits)
+        self.classifier = quant.linear(c, genome.num_classes, **quant.weight_kwargs(genome.classifier))
+        self._weigh_flight_regularizers()
+
+    def _weigh_flight_regularizers(self) -> None:
+        """Weight each FLightNN layer's term regularizer by its share of the network's MACs, so
+        that lambda trades accuracy against the terms that cost the most shift-adds."""
+        from flightco.hw.workload import total_macs, workload
+
+        layers = {lw.name: lw.macs for lw in workload(self.genome)}
+        total = max(1, total_macs(workload(self.genome)))
+        for name, q in flight_quantizers(self):
+            q.cost_weight = layers[kernel_name(name)] / total
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(self.input_quant(x)))
         x = torch.flatten(self.pool(x), 1)
         return self.classifier(self.classifier_quant(x))
+
+
+def kernel_name(module_name: str) -> str:
+    """The workload kernel (:mod:`flightco.hw.workload`) a weight layer of :class:`MobileNet` is:
+    ``stem.conv`` -> ``stem``, ``blocks.3.dw.conv`` -> ``block3.dw``, ``classifier``."""
+    m = re.fullmatch(r"blocks\.(\d+)\.(expand|dw|project)\.conv", module_name)
+    if m:
+        return f"block{m.group(1)}.{m.group(2)}"
+    return module_name.removesuffix(".conv")
 
 
 def build_model(genome: Genome, collect_stats_steps: int = quant.DEFAULT_COLLECT_STATS_STEPS) -> MobileNet:

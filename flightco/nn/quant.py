@@ -22,15 +22,23 @@ from brevitas.quant import (
     Uint8ActPerTensorFloat,
 )
 
-from flightco.space import FLOAT_BITS
+from flightco.nn.flight import FlightWeightQuant
+from flightco.space import FLOAT_BITS, Precision
 
 DEFAULT_COLLECT_STATS_STEPS = 300
 
 
 def conv2d(
-    cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, *, w_bits: int
+    cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, *, w_bits: int,
+    w_terms: int = 0, w_lambda: float = 0.0,
 ) -> nn.Module:
-    """A bias-free convolution (BN follows) with per-output-channel weight scales at ``w_bits``."""
+    """A bias-free convolution (BN follows) with per-output-channel weight scales at ``w_bits``,
+    or FLightNN weights (sums of at most ``w_terms`` powers of two) when ``w_terms > 0``."""
+    if w_terms > 0:
+        conv = qnn.QuantConv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False,
+                               weight_quant=FlightWeightQuant, weight_flight_terms=w_terms)
+        conv.weight_quant.tensor_quant.lam = w_lambda
+        return conv
     if w_bits >= FLOAT_BITS:
         return nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False)
     return qnn.QuantConv2d(
@@ -39,13 +47,22 @@ def conv2d(
     )
 
 
-def linear(cin: int, cout: int, *, w_bits: int) -> nn.Module:
-    """The classifier: float bias, weights per-tensor at ``w_bits``."""
+def linear(cin: int, cout: int, *, w_bits: int, w_terms: int = 0, w_lambda: float = 0.0) -> nn.Module:
+    """The classifier: float bias, weights per-tensor at ``w_bits`` (or FLightNN terms)."""
+    if w_terms > 0:
+        layer = qnn.QuantLinear(cin, cout, bias=True, weight_quant=FlightWeightQuant, weight_flight_terms=w_terms)
+        layer.weight_quant.tensor_quant.lam = w_lambda
+        return layer
     if w_bits >= FLOAT_BITS:
         return nn.Linear(cin, cout)
     return qnn.QuantLinear(
         cin, cout, bias=True, weight_quant=Int8WeightPerTensorFloat, weight_bit_width=w_bits
     )
+
+
+def weight_kwargs(p: Precision) -> dict[str, float]:
+    """The weight arguments of :func:`conv2d` / :func:`linear` for a layer's precision."""
+    return {"w_bits": p.w_bits, "w_terms": p.w_terms, "w_lambda": p.w_lambda}
 
 
 def relu(a_bits: int, collect_stats_steps: int = DEFAULT_COLLECT_STATS_STEPS) -> nn.Module:
