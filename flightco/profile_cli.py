@@ -251,3 +251,71 @@ def calibrate(
         console.print(f"wrote {target}: whole network = {scale:.4g} x kernels + {offset * 1e3:.1f} us (+ {overhead * 1e3:.1f} us per call)")
     except FlightcoError as exc:
         _fail(exc)
+
+
+def _genome_for_breakdown(run: Optional[Path], trial: Optional[int], space: Path, seed: int):
+    """The network to break down: a trial of a run, or a random network of a space."""
+    from flightco.errors import ProfileError
+    from flightco.space import Genome
+
+    if run is not None:
+        from flightco.runs import load_study
+
+        if trial is None:
+            raise ProfileError("--run needs --trial (see `flightco pareto RUN` for trial numbers)")
+        _, study = load_study(run)
+        found = [t for t in study.get_trials(deepcopy=False) if t.number == trial]
+        if not found or "genome" not in found[0].user_attrs:
+            raise ProfileError(f"{run}: trial {trial} has no network (not found or not started)")
+        return Genome.from_dict(found[0].user_attrs["genome"]), f"trial {trial} of {run}"
+    from flightco.hw.measure import sample_genomes
+    from flightco.space import SearchSpace
+
+    return sample_genomes(SearchSpace.load(space), 1, seed)[0], f"random network (seed {seed}) of {space}"
+
+
+@app.command()
+def breakdown(
+    profile: Path = typer.Argument(..., help="Profile YAML (analytic, measured or learned)."),
+    run: Optional[Path] = typer.Option(None, "--run", help="Run folder; price one of its trials (with --trial)."),
+    trial: Optional[int] = typer.Option(None, "--trial", help="Trial number within --run."),
+    space: Path = typer.Option(Path("search_spaces/mobilenet.yaml"), "--space", help="Without --run: sample a network from this space."),
+    seed: int = typer.Option(0, "--seed", help="Without --run: which random network."),
+    as_json: bool = typer.Option(False, "--json", help="Print the per-kernel costs as JSON."),
+) -> None:
+    """Per-kernel latency, energy and executed precision of one network under PROFILE.
+
+    Shows where a network's cost goes (which kernels, compute- or memory-bound) and which
+    requested bit-widths the target really runs.
+    """
+    try:
+        from rich.table import Table
+
+        from flightco.cli import console
+        from flightco.hw.profile import load_profile
+        from flightco.hw.workload import workload
+
+        prof = load_profile(profile)
+        genome, what = _genome_for_breakdown(run, trial, space, seed)
+        layers = workload(genome)
+        costs = prof.cost(layers)
+        if as_json:
+            typer.echo(json.dumps({"network": what, "profile": prof.name, **costs.as_dict(),
+                                   "layers": [c._asdict() for c in costs.layers]}))
+            return
+        table = Table(title=f"{prof.name}: {what}")
+        for col in ("kernel", "op", "shape", "requested", "executed", "latency µs", "energy nJ", "share of energy", "bound"):
+            table.add_column(col, justify="left" if col in ("kernel", "op", "shape", "bound") else "right")
+        for lw, c in zip(layers, costs.layers):
+            shape = f"{lw.cin}→{lw.cout} {lw.h}×{lw.w} k{lw.k}/{lw.stride}"
+            terms = f" (≤{lw.w_terms:g} pow2 terms)" if lw.w_terms else ""
+            share = c.energy_mj / costs.energy_mj if costs.energy_mj else 0.0
+            table.add_row(lw.name, lw.op, shape, f"W{lw.w_bits}A{lw.a_bits}{terms}",
+                          f"W{c.executed_w_bits}A{c.executed_a_bits}", f"{c.latency_ms * 1e3:.2f}",
+                          f"{c.energy_mj * 1e6:.2f}", f"{100 * share:.1f}%", c.bound)
+        console.print(table)
+        console.print(f"total: latency {costs.latency_ms * 1e3:.2f} µs, energy {costs.energy_mj * 1e6:.2f} nJ, "
+                      f"memory {costs.memory_kb:.1f} KB (weights at executed bits + peak activations)")
+        console.print(prof.describe_precision())
+    except FlightcoError as exc:
+        _fail(exc)

@@ -14,7 +14,7 @@ import torch
 
 from flightco.runs import load_study
 
-from conftest import tiny_recipe
+from conftest import BITFUSION, tiny_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +127,19 @@ def test_changed_recipe_is_refused_on_resume(finished_run, cli, write_recipe):
     changed = write_recipe(tiny_recipe(constraints=["memory_kb <= 150"]), "changed.yaml")
     proc = cli("optimize", changed, "--out", out)
     assert proc.returncode == 2 and "search definition changed" in proc.stderr
+
+
+def test_profile_breakdown_of_a_trial_sums_to_its_stored_costs(finished_run, cli):
+    _, out, _ = finished_run
+    study, trials = _completed(out)
+    t = trials[0]
+    proc = cli("profile", "breakdown", BITFUSION, "--run", out, "--trial", t.number, "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["energy_mj"] == pytest.approx(t.user_attrs["metrics"]["energy_mj"])
+    assert sum(layer["energy_mj"] for layer in data["layers"]) == pytest.approx(data["energy_mj"])
+    assert {layer["bound"] for layer in data["layers"]} <= {"compute", "memory"}
+    table = cli("profile", "breakdown", BITFUSION, "--run", out, "--trial", t.number)
+    assert table.returncode == 0 and "executed" in table.stdout and "total: latency" in table.stdout
+    missing = cli("profile", "breakdown", BITFUSION, "--run", out, "--trial", 999)
+    assert missing.returncode == 2 and "trial 999" in missing.stderr and "Traceback" not in missing.stderr
