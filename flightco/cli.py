@@ -263,17 +263,22 @@ def export(
     trial: int = typer.Option(..., "--trial", help="Trial number (see `flightco pareto`)."),
     out: Path = typer.Option(..., "--out", help="Output .onnx file; a .json and .md report are written beside it."),
     weights: str = typer.Option("auto", "--weights", help="auto (final if trained, else proxy), final, proxy or reference."),
-    min_agreement: float = typer.Option(0.995, "--min-agreement", help="Fail when onnxruntime's top-1 agrees with PyTorch on fewer test images."),
+    min_agreement: float = typer.Option(0.995, "--min-agreement", help="Fail when the exported file's top-1 agrees with PyTorch on fewer test images."),
+    fmt: str = typer.Option("qcdq", "--format", help="qcdq (standard Q/DQ ONNX for onnxruntime/TensorRT, dynamic batch) or qonnx (Quant nodes at any bit-width, batch 1, for FINN)."),
 ) -> None:
-    """Export a trial to ONNX QCDQ (dynamic batch) and verify it in onnxruntime on test images."""
+    """Export a trial to ONNX and verify the file against PyTorch on test images.
+
+    QCDQ files run in onnxruntime on all test images; QONNX files in the qonnx package's
+    reference executor on the first 100 (it runs node by node).
+    """
     try:
         from flightco.export import export_trial
 
-        r = export_trial(run, trial, out, weights=weights, min_agreement=min_agreement)
+        r = export_trial(run, trial, out, weights=weights, min_agreement=min_agreement, fmt=fmt)
         console.print(
-            f"wrote {r.file} ({r.weights} weights, {r.bits}); onnxruntime vs PyTorch on {r.test_images} test images: "
+            f"wrote {r.file} ({r.weights} weights, {r.bits}); {r.runtime} vs PyTorch on {r.test_images} test images: "
             f"top-1 agreement {100 * r.top1_agreement:.2f}%, max |diff| {r.max_abs_diff:.2g}, "
-            f"accuracy {100 * r.onnxruntime_accuracy:.2f}% (PyTorch {100 * r.pytorch_accuracy:.2f}%)"
+            f"accuracy {100 * r.runtime_accuracy:.2f}% (PyTorch {100 * r.pytorch_accuracy:.2f}%)"
         )
     except FlightcoError as exc:
         _fail(exc)

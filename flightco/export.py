@@ -1,9 +1,14 @@
-"""Export a trial's trained model to ONNX (QCDQ) and verify it in onnxruntime.
+"""Export a trial's trained model to ONNX and verify the file in a runtime that executes it.
 
-Verification is not optional: after writing the file, it is loaded in an onnxruntime
-session, run on the held-out test images, and compared with the PyTorch model (max abs
-difference of logits, top-1 agreement, accuracy of each). The figures are written next to
-the file as ``<name>.json`` and ``<name>.md``. Agreement below ``min_agreement`` is an error.
+Two formats: ``qcdq`` (standard QuantizeLinear/Clip/DequantizeLinear ONNX, dynamic batch, for
+onnxruntime and TensorRT) and ``qonnx`` (the QONNX dialect with ``Quant`` nodes carrying
+arbitrary bit-widths, batch 1, the input of FINN's FPGA flow).
+
+Verification is not optional: after writing the file, it is executed — QCDQ in an onnxruntime
+session on all held-out test images, QONNX with the ``qonnx`` package's reference executor
+(node by node, slow) on the first ``QONNX_VERIFY_IMAGES`` — and compared with the PyTorch model
+(max abs difference of logits, top-1 agreement, accuracy of each). The figures are written next
+to the file as ``<name>.json`` and ``<name>.md``. Agreement below ``min_agreement`` is an error.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from flightco.runs import load_study, stored_recipe, trial_dir
 from flightco.space import Genome
 
 WEIGHT_KINDS = ("final", "proxy", "reference")
+FORMATS = ("qcdq", "qonnx")
 OPSET = 13
+QONNX_VERIFY_IMAGES = 100
 
 
 @dataclass(frozen=True)
@@ -36,10 +43,10 @@ class ExportReport:
     genome: dict[str, Any]
     test_images: int
     pytorch_accuracy: float
-    onnxruntime_accuracy: float
+    runtime_accuracy: float
     top1_agreement: float
     max_abs_diff: float
-    onnxruntime_version: str
+    runtime: str
     opset: int
     seconds: float
     metrics: dict[str, float]
@@ -49,12 +56,13 @@ class ExportReport:
         return "\n".join([
             f"# Export of trial {self.trial} ({self.weights} weights)",
             "",
-            f"- file: `{self.file}` ({self.format}, opset {self.opset}, dynamic batch axis)",
+            f"- file: `{self.file}` ({self.format}, opset {self.opset}, "
+            + ("dynamic batch axis)" if self.format == "onnx-qcdq" else "batch 1)"),
             f"- precision: {self.bits}",
-            f"- verified on {self.test_images} held-out test images in onnxruntime {self.onnxruntime_version}",
+            f"- verified on {self.test_images} held-out test images in {self.runtime}",
             f"- top-1 agreement with PyTorch: {100 * self.top1_agreement:.2f}%",
             f"- max |logit difference|: {self.max_abs_diff:.3g}",
-            f"- accuracy: PyTorch {100 * self.pytorch_accuracy:.2f}%, onnxruntime {100 * self.onnxruntime_accuracy:.2f}%",
+            f"- accuracy: PyTorch {100 * self.pytorch_accuracy:.2f}%, exported file {100 * self.runtime_accuracy:.2f}%",
             "- predicted costs: " + ", ".join(f"{k} {v:.4g}" for k, v in self.metrics.items() if "." not in k),
             *([
                 "- FLightNN weights, exported exactly as int8 x power-of-two scale; filters per term count:",
@@ -85,9 +93,11 @@ def _resolve_weights(run_dir: Path, trial: Any, weights: str) -> tuple[Path, str
 
 def export_trial(
     run_dir: Path, number: int, out: Path, *, weights: str = "auto", min_agreement: float = 0.995,
-    max_images: int | None = None,
+    max_images: int | None = None, fmt: str = "qcdq",
 ) -> ExportReport:
-    """Rebuild trial ``number``'s model, export ONNX QCDQ to ``out``, verify, write the report."""
+    """Rebuild trial ``number``'s model, export it to ``out`` as ``fmt``, verify, write the report."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     _, study = load_study(run_dir)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if number not in trials:
@@ -125,26 +135,33 @@ def export_trial(
     data = load_dataset(ds.name, root=ds.root, test_fraction=ds.test_fraction, val_fraction=ds.val_fraction,
                         seed=recipe.search.seed, limit_train=ds.limit_train, options=ds.options)
     x, y = data.test.x, data.test.y
+    if fmt == "qonnx":
+        max_images = min(max_images or QONNX_VERIFY_IMAGES, QONNX_VERIFY_IMAGES)
     if max_images:
         x, y = x[:max_images], y[:max_images]
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(model, x[:1], out)
-
-    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    ort_logits = np.concatenate([sess.run(None, {name: x[i : i + 256].numpy()})[0] for i in range(0, len(x), 256)])
+    if fmt == "qonnx":
+        export_qonnx_file(model, x[:1], out)
+        ort_logits = run_qonnx(out, x.numpy())
+        runtime = f"qonnx {_version('qonnx')} (execute_onnx)"
+    else:
+        export_onnx(model, x[:1], out)
+        sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        ort_logits = np.concatenate([sess.run(None, {name: x[i : i + 256].numpy()})[0] for i in range(0, len(x), 256)])
+        runtime = f"onnxruntime {ort.__version__}"
     pt_logits = predict(model, x).numpy()
     labels = y.numpy()
     report = ExportReport(
-        file=str(out), format="onnx-qcdq", trial=number, weights=kind, bits=genome.bits_summary(),
+        file=str(out), format="onnx-qcdq" if fmt == "qcdq" else "qonnx", trial=number, weights=kind, bits=genome.bits_summary(),
         genome=genome.to_dict(), test_images=int(len(x)),
         pytorch_accuracy=float((pt_logits.argmax(1) == labels).mean()),
-        onnxruntime_accuracy=float((ort_logits.argmax(1) == labels).mean()),
+        runtime_accuracy=float((ort_logits.argmax(1) == labels).mean()),
         top1_agreement=float((pt_logits.argmax(1) == ort_logits.argmax(1)).mean()),
         max_abs_diff=float(np.abs(pt_logits - ort_logits).max()),
-        onnxruntime_version=ort.__version__, opset=OPSET, seconds=time.perf_counter() - start,
+        runtime=runtime, opset=OPSET, seconds=time.perf_counter() - start,
         metrics=genome_metrics(genome, [load_profile(p) for p in recipe.hardware_paths],
                                mean_terms(terms) if terms else None),
         flight_terms=terms,
@@ -153,10 +170,45 @@ def export_trial(
     out.with_suffix(".md").write_text(report.markdown())
     if report.top1_agreement < min_agreement:
         raise ExportError(
-            f"{out}: onnxruntime agrees with PyTorch on only {100 * report.top1_agreement:.2f}% of test images "
+            f"{out}: {runtime} agrees with PyTorch on only {100 * report.top1_agreement:.2f}% of test images "
             f"(< {100 * min_agreement:.1f}%); report in {out.with_suffix('.json')}"
         )
     return report
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def export_qonnx_file(model: Any, example: Any, path: Path) -> None:
+    """QONNX export (batch 1, as FINN takes it) through Brevitas, tidied by QONNX's own cleanup."""
+    from brevitas.export import export_qonnx
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    model.eval()
+    check_flight_exact(model)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            export_qonnx(model, args=example[:1], export_path=str(path), input_names=["input"],
+                         output_names=["logits"], opset_version=OPSET)
+    except Exception as exc:  # torch.onnx raises many types; report one line
+        raise ExportError(f"{path}: QONNX export failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    cleanup_model(ModelWrapper(str(path))).save(str(path))
+
+
+def run_qonnx(path: Path, x: Any) -> Any:
+    """Logits of a batch-1 QONNX file for every image of ``x``, by QONNX's reference executor."""
+    import numpy as np
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    model = ModelWrapper(str(path))
+    name, out = model.graph.input[0].name, model.graph.output[0].name
+    return np.concatenate([execute_onnx(model, {name: x[i : i + 1]})[out] for i in range(len(x))])
 
 
 def check_flight_exact(model: Any) -> None:
