@@ -11,7 +11,7 @@ import yaml
 
 from flightco.errors import FlightcoError
 
-app = typer.Typer(no_args_is_help=True, help="Fit and evaluate hardware profiles from per-layer measurement tables.")
+app = typer.Typer(no_args_is_help=True, help="Measure, fit, evaluate and inspect hardware profiles (per-layer tables, whole networks, per-kernel breakdowns).")
 
 
 def _fail(exc: BaseException) -> None:

@@ -124,10 +124,10 @@ def test_search_space_parses_flight_choices_and_rejects_bad_ones(tmp_path):
     assert parse_flight("flight(1)") == (1, 0.0)
     assert parse_flight("flight(9)") is None and parse_flight(4) is None
     space = SearchSpace.load(ROOT / "search_spaces" / "mobilenet_flightnn.yaml")
-    assert "flight(2,0.5)" in space.precision.w_bits
+    assert "flight(2,0.02)" in space.precision.w_bits
     text = (ROOT / "search_spaces" / "mobilenet_flightnn.yaml").read_text()
     bad = tmp_path / "bad.yaml"
-    bad.write_text(text.replace('"flight(2, 0.5)"', '"flight(7, 0.5)"'))
+    bad.write_text(text.replace('"flight(2, 0.02)"', '"flight(7, 0.02)"'))
     with pytest.raises(SpaceError) as err:
         SearchSpace.load(bad)
     assert "w_bits" in str(err.value) and "flight(k_max, lambda)" in str(err.value) and "\n" not in str(err.value)
