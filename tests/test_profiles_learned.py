@@ -18,7 +18,7 @@ from conftest import BITFUSION, SPACE
 HEADER = "op,cin,cout,h,w,k,stride,groups,w_bits,a_bits,latency_ms"
 
 
-@parametrize_with_checks([LayerCostRegressor(n_estimators=10)])
+@parametrize_with_checks([LayerCostRegressor(n_estimators=30, learning_rate=0.1)])
 def test_regressor_follows_the_sklearn_contract(estimator, check):
     check(estimator)
 
