@@ -162,8 +162,7 @@ def export_trial(
         top1_agreement=float((pt_logits.argmax(1) == ort_logits.argmax(1)).mean()),
         max_abs_diff=float(np.abs(pt_logits - ort_logits).max()),
         runtime=runtime, opset=OPSET, seconds=time.perf_counter() - start,
-        metrics=genome_metrics(genome, [load_profile(p) for p in recipe.hardware_paths],
-                               mean_terms(terms) if terms else None),
+        metrics=genome_metrics(genome, [load_profile(p) for p in recipe.hardware_paths], mean_terms(terms)),
         flight_terms=terms,
     )
     out.with_suffix(".json").write_text(json.dumps(asdict(report), indent=2) + "\n")
@@ -182,21 +181,27 @@ def _version(package: str) -> str:
     return version(package)
 
 
+def _brevitas_export(export_fn: Any, label: str, model: Any, path: Path, **kwargs: Any) -> None:
+    """Run one Brevitas exporter on ``model`` in eval mode, FLightNN weights baked exactly; any
+    failure becomes one line naming the file."""
+    model.eval()
+    check_flight_exact(model)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            export_fn(model, **kwargs)
+    except Exception as exc:  # torch.onnx raises many types; report one line
+        raise ExportError(f"{path}: {label} export failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+
+
 def export_qonnx_file(model: Any, example: Any, path: Path) -> None:
     """QONNX export (batch 1, as FINN takes it) through Brevitas, tidied by QONNX's own cleanup."""
     from brevitas.export import export_qonnx
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
-    model.eval()
-    check_flight_exact(model)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            export_qonnx(model, args=example[:1], export_path=str(path), input_names=["input"],
-                         output_names=["logits"], opset_version=OPSET)
-    except Exception as exc:  # torch.onnx raises many types; report one line
-        raise ExportError(f"{path}: QONNX export failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    _brevitas_export(export_qonnx, "QONNX", model, path, args=example[:1], export_path=str(path),
+                     input_names=["input"], output_names=["logits"], opset_version=OPSET)
     cleanup_model(ModelWrapper(str(path))).save(str(path))
 
 
@@ -235,18 +240,11 @@ def export_onnx(model: Any, example: Any, path: Path) -> None:
     quantization (see :mod:`flightco.onnx_passes` for why), FLightNN weights baked exactly."""
     from brevitas.export import export_onnx_qcdq
 
-    model.eval()
-    check_flight_exact(model)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            export_onnx_qcdq(
-                model, args=example, export_path=str(path), dynamo=False, opset_version=OPSET,
-                input_names=["input"], output_names=["logits"],
-                dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, keep_initializers_as_inputs=False,
-            )
-    except Exception as exc:  # torch.onnx raises many types; report one line
-        raise ExportError(f"{path}: ONNX export failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    _brevitas_export(
+        export_onnx_qcdq, "ONNX", model, path, args=example, export_path=str(path), dynamo=False,
+        opset_version=OPSET, input_names=["input"], output_names=["logits"],
+        dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, keep_initializers_as_inputs=False,
+    )
     import onnx
 
     from flightco.onnx_passes import clip_after_dequantize, guard_float_weights

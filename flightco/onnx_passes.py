@@ -92,20 +92,21 @@ def clip_after_dequantize(model: onnx.ModelProto) -> int:
 FLOAT_WEIGHT_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}  # op -> weight input
 
 
-def _integer_range(values: dict[str, np.ndarray], dq: onnx.NodeProto, producer: dict[str, onnx.NodeProto]) -> tuple[int, int] | None:
-    """Integer range of a DequantizeLinear's input, from its zero point's dtype."""
-    zp_name = dq.input[2] if len(dq.input) > 2 else ""
-    if zp_name in values:
-        dtype = values[zp_name].dtype
-    else:
-        q = producer.get(dq.input[0])
-        if q is None or len(q.input) < 3 or q.input[2] not in values:
-            return None
-        dtype = values[q.input[2]].dtype
-    if dtype not in (np.int8, np.uint8):
+def _dequantized_range(values: dict[str, np.ndarray], dq: onnx.NodeProto,
+                      producer: dict[str, onnx.NodeProto]) -> tuple[float, float] | None:
+    """The float range a DequantizeLinear can output (constant positive scalar scale, 8-bit
+    integers whose type its zero point, or its QuantizeLinear's, gives); ``None`` otherwise."""
+    if dq.input[1] not in values or values[dq.input[1]].size != 1:
         return None
-    info = np.iinfo(dtype)
-    return int(info.min), int(info.max)
+    scale = float(values[dq.input[1]].astype(np.float64).reshape(()))
+    zp_name = dq.input[2] if len(dq.input) > 2 else ""
+    q = producer.get(dq.input[0])
+    type_source = zp_name if zp_name in values else (q.input[2] if q is not None and len(q.input) > 2 else "")
+    if type_source not in values or values[type_source].dtype not in (np.int8, np.uint8) or scale <= 0:
+        return None
+    zero = float(values[zp_name].astype(np.float64).reshape(())) if zp_name in values else 0.0
+    info = np.iinfo(values[type_source].dtype)
+    return (info.min - zero) * scale, (info.max - zero) * scale
 
 
 def guard_float_weights(model: onnx.ModelProto) -> int:
@@ -130,20 +131,13 @@ def guard_float_weights(model: onnx.ModelProto) -> int:
             continue
         if weight_src is not None and weight_src.op_type == "DequantizeLinear":
             continue
-        if dq.input[1] not in values or values[dq.input[1]].size != 1:
-            continue
-        rng = _integer_range(values, dq, producer)
-        if rng is None:
-            continue
-        scale = float(values[dq.input[1]].astype(np.float64).reshape(()))
-        zp_name = dq.input[2] if len(dq.input) > 2 else ""
-        zero = float(values[zp_name].astype(np.float64).reshape(())) if zp_name in values else 0.0
-        if scale <= 0:
+        bounds = _dequantized_range(values, dq, producer)
+        if bounds is None:
             continue
         base = f"{node.name or node.output[0]}_float_guard"
         lo_name, hi_name, out = f"{base}_min", f"{base}_max", f"{base}_out"
-        graph.initializer.extend([numpy_helper.from_array(np.array((rng[0] - zero) * scale, np.float32), lo_name),
-                                  numpy_helper.from_array(np.array((rng[1] - zero) * scale, np.float32), hi_name)])
+        graph.initializer.extend([numpy_helper.from_array(np.array(bounds[0], np.float32), lo_name),
+                                  numpy_helper.from_array(np.array(bounds[1], np.float32), hi_name)])
         guards[id(node)] = [helper.make_node("Clip", [node.input[0], lo_name, hi_name], [out], name=base)]
         node.input[0] = out
         count += 1

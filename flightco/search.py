@@ -161,8 +161,10 @@ def realised_terms(model: Any) -> dict[str, list[int]]:
     return {kernel_name(name): counts for name, counts in term_histograms(model).items()}
 
 
-def mean_terms(histograms: dict[str, list[int]]) -> dict[str, float]:
-    """Mean power-of-two terms per weight of each FLightNN kernel, from its filter histogram."""
+def mean_terms(histograms: dict[str, list[int]] | None) -> dict[str, float]:
+    """Mean power-of-two terms per weight of each FLightNN kernel, from its filter histogram
+    (empty without FLightNN kernels: every layer keeps its declared precision)."""
+    histograms = histograms or {}
     return {name: sum((i + 1) * n for i, n in enumerate(c)) / max(1, sum(c)) for name, c in histograms.items()}
 
 
@@ -322,7 +324,7 @@ def run_finalists(study: optuna.Study, ctx: SearchContext, reporter: Reporter, k
                 "seconds": time.perf_counter() - start,
                 "bits": g.bits_summary(),
                 "genome": g.to_dict(),
-                "metrics": genome_metrics(g, ctx.profiles, mean_terms(terms) if terms else None),
+                "metrics": genome_metrics(g, ctx.profiles, mean_terms(terms)),
                 "epochs": recipe.training.final.epochs,
             }
             if terms:

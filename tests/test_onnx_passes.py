@@ -29,11 +29,12 @@ def _qcdq_conv_model(scale=0.3, lo=-8, hi=7):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
-def _run(model, level):
+def _run(model, level, x=None):
     so = ort.SessionOptions()
     so.graph_optimization_level = level
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    x = np.linspace(-4, 4, 2 * 64, dtype=np.float32).reshape(2, 1, 8, 8)
+    if x is None:
+        x = np.linspace(-4, 4, 2 * 64, dtype=np.float32).reshape(2, 1, 8, 8)
     return sess.run(None, {"x": x})[0]
 
 
@@ -90,11 +91,7 @@ def _float_weight_between_quantizers():
 
 
 def _run8(model, level):
-    so = ort.SessionOptions()
-    so.graph_optimization_level = level
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(2).normal(size=(4, 8, 8, 8)).astype(np.float32) * 2
-    return sess.run(None, {"x": x})[0]
+    return _run(model, level, np.random.default_rng(2).normal(size=(4, 8, 8, 8)).astype(np.float32) * 2)
 
 
 def test_float_weights_between_quantizers_are_not_requantized_by_onnxruntime():

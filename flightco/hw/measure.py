@@ -204,14 +204,6 @@ def _export_network(genome: Genome, path: Path) -> np.ndarray:
     return x.numpy()
 
 
-def measure_network(genome: Genome, threads: int, warmup: int = 20, repeats: int = 100) -> float:
-    """Batch-1 latency (ms) of one whole network, exported as ``flightco export`` does."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "net.onnx"
-        x = _export_network(genome, path)
-        return time_session(_session(path, threads), {"input": x}, warmup, repeats)
-
-
 def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repeats: int = 100, rounds: int = ROUNDS,
                      seed: int = 0, progress: Callable[[int], None] | None = None) -> list[float]:
     """Batch-1 latency (ms) of several networks, timed in ``rounds`` interleaved passes.

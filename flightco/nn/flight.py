@@ -77,7 +77,7 @@ class PowerOfTwoTermsQuant(nn.Module):
     """
 
     def __init__(self, flight_terms: int, flight_exponents: int = DEFAULT_EXPONENTS,
-                 flight_temperature: float = DEFAULT_TEMPERATURE) -> None:
+                 flight_temperature: float = DEFAULT_TEMPERATURE, flight_lambda: float = 0.0) -> None:
         super().__init__()
         if flight_terms < 1:
             raise ValueError(f"flight_terms must be >= 1, got {flight_terms}")
@@ -87,7 +87,7 @@ class PowerOfTwoTermsQuant(nn.Module):
         # thresholds on the relative residual for terms 2..k (term 1 is always used)
         self.thresholds = nn.Parameter(torch.zeros(max(self.k - 1, 0)))
         self.cost_weight = 1.0  # set by the model builder: the layer's share of the network's MACs
-        self.lam = 0.0  # regularizer strength (FLightNN's lambda), set by the layer factory
+        self.lam = float(flight_lambda)  # regularizer strength (FLightNN's lambda)
         self.last_soft_terms: torch.Tensor | None = None
         self.register_buffer("filter_terms", torch.zeros(0, dtype=torch.long), persistent=False)
         self.frozen_terms: torch.Tensor | None = None  # per-filter k fixed by bake_weights
@@ -129,14 +129,16 @@ class PowerOfTwoTermsQuant(nn.Module):
 class FlightWeightQuant(Int8WeightPerTensorFloat):
     """Brevitas injector: per-tensor power-of-two grid, weights as sums of power-of-two terms.
 
-    Pass ``weight_flight_terms=k`` (and optionally ``weight_flight_exponents``) to a Brevitas
-    layer, as ``weight_bit_width`` is passed to integer quantizers.
+    Pass ``weight_flight_terms=k`` (and optionally ``weight_flight_lambda``,
+    ``weight_flight_exponents``) to a Brevitas layer, as ``weight_bit_width`` is passed to
+    integer quantizers.
     """
 
     tensor_quant = PowerOfTwoTermsQuant
     flight_terms = 2
     flight_exponents = DEFAULT_EXPONENTS
     flight_temperature = DEFAULT_TEMPERATURE
+    flight_lambda = 0.0
     bit_width = 8
     narrow_range = True
 

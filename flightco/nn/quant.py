@@ -35,10 +35,8 @@ def conv2d(
     """A bias-free convolution (BN follows) with per-output-channel weight scales at ``w_bits``,
     or FLightNN weights (sums of at most ``w_terms`` powers of two) when ``w_terms > 0``."""
     if w_terms > 0:
-        conv = qnn.QuantConv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False,
-                               weight_quant=FlightWeightQuant, weight_flight_terms=w_terms)
-        conv.weight_quant.tensor_quant.lam = w_lambda
-        return conv
+        return qnn.QuantConv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False, weight_quant=FlightWeightQuant,
+                               weight_flight_terms=w_terms, weight_flight_lambda=w_lambda)
     if w_bits >= FLOAT_BITS:
         return nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False)
     return qnn.QuantConv2d(
@@ -50,9 +48,8 @@ def conv2d(
 def linear(cin: int, cout: int, *, w_bits: int, w_terms: int = 0, w_lambda: float = 0.0) -> nn.Module:
     """The classifier: float bias, weights per-tensor at ``w_bits`` (or FLightNN terms)."""
     if w_terms > 0:
-        layer = qnn.QuantLinear(cin, cout, bias=True, weight_quant=FlightWeightQuant, weight_flight_terms=w_terms)
-        layer.weight_quant.tensor_quant.lam = w_lambda
-        return layer
+        return qnn.QuantLinear(cin, cout, bias=True, weight_quant=FlightWeightQuant,
+                               weight_flight_terms=w_terms, weight_flight_lambda=w_lambda)
     if w_bits >= FLOAT_BITS:
         return nn.Linear(cin, cout)
     return qnn.QuantLinear(
