@@ -19,7 +19,7 @@ import numpy as np
 
 from flightco.hw.accuracy import accuracy_report
 from flightco.hw.learned import LearnedProfile, TableProfileSpec, fit_network_calibration, profile_yaml
-from flightco.hw.measure import (
+from flightco.measure import (
     measure_elementwise_ns,
     measure_layers,
     measure_networks,

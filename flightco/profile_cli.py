@@ -32,7 +32,7 @@ def _predict_and_measure(prof, space: Path, networks: int, seed: int, threads: i
     from rich.progress import Progress
 
     from flightco.cli import console
-    from flightco.hw.measure import ROUNDS, measure_networks, sample_genomes
+    from flightco.measure import ROUNDS, measure_networks, sample_genomes
     from flightco.hw.workload import workload
     from flightco.space import SearchSpace
 
@@ -158,7 +158,7 @@ def measure(
 
         from flightco.cli import console
         from flightco.errors import ProfileError
-        from flightco.hw.measure import measure_elementwise_ns, measure_layers, measure_session_overhead_ms, sample_layers
+        from flightco.measure import measure_elementwise_ns, measure_layers, measure_session_overhead_ms, sample_layers
         from flightco.hw.table import write_table
         from flightco.space import SearchSpace
 
@@ -268,7 +268,7 @@ def _genome_for_breakdown(run: Optional[Path], trial: Optional[int], space: Path
         if not found or "genome" not in found[0].user_attrs:
             raise ProfileError(f"{run}: trial {trial} has no network (not found or not started)")
         return Genome.from_dict(found[0].user_attrs["genome"]), f"trial {trial} of {run}"
-    from flightco.hw.measure import sample_genomes
+    from flightco.measure import sample_genomes
     from flightco.space import SearchSpace
 
     return sample_genomes(SearchSpace.load(space), 1, seed)[0], f"random network (seed {seed}) of {space}"

@@ -134,7 +134,7 @@ def test_search_space_parses_flight_choices_and_rejects_bad_ones(tmp_path):
 
 
 def _flight_genome(terms: int = 2, lam: float = 0.0) -> Genome:
-    from flightco.hw.measure import sample_genomes
+    from flightco.measure import sample_genomes
 
     g = sample_genomes(SearchSpace.load(ROOT / "search_spaces" / "mobilenet.yaml"), 1, seed=3)[0].with_uniform_bits(8)
     p = Precision(8, 8, terms, lam)

@@ -50,7 +50,7 @@ def test_missing_columns_are_listed(tmp_path):
 
 def _synthetic_table(path, n=300, seed=0):
     """A table whose 'measurements' are the analytic BitFusion profile's latencies, with noise."""
-    from flightco.hw.measure import sample_layers
+    from flightco.measure import sample_layers
     from flightco.space import SearchSpace
 
     prof = load_profile(BITFUSION)
@@ -140,7 +140,7 @@ def test_network_calibration_recovers_scale_and_offset():
 
 
 def test_learned_profile_caches_kernel_predictions(tmp_path, cli):
-    from flightco.hw.measure import sample_genomes
+    from flightco.measure import sample_genomes
     from flightco.hw.workload import workload
     from flightco.space import SearchSpace
 
@@ -171,7 +171,7 @@ def test_calibrate_writes_the_correction_into_the_profile(tmp_path, cli):
 def test_measurement_records_what_onnxruntime_really_executes(tmp_path):
     import csv
 
-    from flightco.hw.measure import measure_layers
+    from flightco.measure import measure_layers
     from flightco.hw.table import write_table
     from flightco.hw.workload import LayerWorkload
 

@@ -1,5 +1,8 @@
 """Measure layers and whole networks in onnxruntime, as users deploy them.
 
+This module sits above `flightco.hw` and `flightco.nn`: it builds torch models, exports them and
+times them, so `hw/` stays torch-free and only prices workloads.
+
 Every measured graph is produced by the same export path as ``flightco export`` (Brevitas QCDQ
 plus flightco's clip rewrite), so the timings are of what a user would run: onnxruntime's CPU
 provider with its default optimizations, batch 1. Each timing takes ``repeats`` runs after
