@@ -33,6 +33,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 RUN_FILE = "run.json"
 JOURNAL_FILE = "study.journal"
+RESERVED_NAMES = frozenset({RUN_FILE, JOURNAL_FILE, "finals.json", "last_run.json", ".lock", "trials", ".recipe"})
+"""Names inside a run folder that belong to the run: no user-requested output may replace them."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,20 @@ def load_study(run_dir: Path) -> tuple[RunInfo, optuna.Study]:
     except KeyError:
         raise RunError(f"{run_dir}: study {info.study_name!r} not found in its storage") from None
     return info, study
+
+
+def check_output_path(path: Path, option: str) -> None:
+    """Refuse an output path (and the reports written beside it) that would replace a run folder's
+    own files (``run.json``, ``study.journal``, ``trials/...``): raise :class:`RunError` naming
+    ``option``. Call it before writing anything a user asked for."""
+    path = Path(path).resolve()
+    for folder in [path.parent, *path.parent.parents]:
+        if (folder / RUN_FILE).is_file():
+            rel = path.relative_to(folder)
+            if rel.parts[0] in RESERVED_NAMES:
+                raise RunError(f"{option}: {path} would overwrite run folder {folder}'s own {rel.parts[0]}; "
+                               "choose another file name or folder")
+            return
 
 
 def trial_dir(run_dir: Path, number: int) -> Path:
