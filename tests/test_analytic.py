@@ -174,3 +174,18 @@ def test_eyeriss_depthwise_reuses_less_than_dense():
     assert ey.layer_cost(dw).energy_mj / dw.macs > ey.layer_cost(dense).energy_mj / dense.macs
     # 16-bit (float) layers cost more energy than 8-bit ones
     assert ey.layer_cost(dense._replace(w_bits=32, a_bits=32, out_bits=32)).energy_mj > ey.layer_cost(dense).energy_mj
+
+
+def test_reproduces_the_authors_simulator_layer_by_layer(bf):
+    """Every layer of the paper's BitFusion-vs-Eyeriss sweep (results/bitfusion-eyeriss-sim-sweep.csv,
+    192-bit interface): cycles, memory stalls, DRAM traffic and energy as the authors' simulator
+    computed them."""
+    from flightco.hw.bitfusion_model import _layer_stats
+    from flightco.hw.bitfusion_reference import LAYERS, reference_energy_pj
+
+    cfg = bf.model.cfg
+    for row in LAYERS:
+        net, name, K, O, S, IC, OC, ib, wb, im2col = row[:10]
+        st = _layer_stats(cfg, False, im2col, IC, OC, O, O, K, S, ib, wb)
+        assert (st.cycles, st.stall_cycles, st.dram_bits) == (row[10], row[11], row[18] + row[19]), (net, name)
+        assert st.energy_pj == pytest.approx(reference_energy_pj(row, bf.spec.energy), rel=1e-9), (net, name)

@@ -304,10 +304,11 @@ class RowStationaryModel:
       over the array network; weights come from DRAM once per fold of the output rows and are
       multicast to the set's columns; partial sums travel ``R-1`` hops down a set per group of
       ``q`` channels and visit the global buffer between channel passes;
-    * DRAM: weights per fold, inputs once (again per extra fill when they overflow the buffer),
-      outputs once.
+    * DRAM: weights per fold, shared by the ``batch`` inputs, inputs once (again per extra fill
+      when they overflow the buffer), outputs once.
 
-    Depthwise layers (one channel per filter) get ``p = q = 1``: no reuse across filters.
+    Depthwise layers (one channel per filter) get ``p = q = 1``: no reuse across filters. Sets
+    narrower than the array (few output rows, FC layers) are placed side by side.
     """
 
     def __init__(self, spec: RowStationarySpec) -> None:
@@ -326,7 +327,8 @@ class RowStationaryModel:
         r_fold = math.ceil(R / a.rows)
         r_phys = min(R, a.rows)
         sets_v = max(1, a.rows // r_phys)
-        util = (r_phys * sets_v / a.rows) * (E / (passes_e * a.cols)) * R / (r_fold * r_phys)
+        sets_h = max(1, a.cols // E) if E < a.cols else 1  # narrow sets side by side (FC: one output row)
+        util = min(1.0, (r_phys * sets_v / a.rows) * (E * sets_h / (passes_e * a.cols)) * R / (r_fold * r_phys))
         q = 1 if depthwise else max(1, min(C, a.ifmap_spad // max(1, R)))
         p = 1 if depthwise else max(1, min(M, a.psum_spad, a.filter_spad // max(1, q * R)))
         macs = float(x.macs)
@@ -337,11 +339,12 @@ class RowStationaryModel:
         glb_in = in_el * filter_passes
         ch_passes = math.ceil(C / (q * sets_v))
         glb_psum = out_el * (2 * (ch_passes - 1) + 1)
-        noc = glb_in * R + w_el * passes_e * min(E, a.cols) + out_el * math.ceil(C / q) * max(R - 1, 0)
+        batch = self.spec.batch  # a weight fetched once serves the whole batch
+        noc = glb_in * R + w_el * passes_e * min(E, a.cols) / batch + out_el * math.ceil(C / q) * max(R - 1, 0)
         glb_bytes = self.spec.memory.global_buffer_kb * 1024
         in_bytes = in_el * x.a_bits / 8
         refills = max(1, math.ceil(in_bytes / glb_bytes))
-        dram = w_el * passes_e * w_bits / 8 + in_bytes * refills + out_el * x.out_bits / 8
+        dram = w_el * passes_e * w_bits / 8 / batch + in_bytes * refills + out_el * x.out_bits / 8
         return {"macs": macs, "util": util, "rf": 4 * macs, "noc": noc, "glb": glb_in + glb_psum, "dram_bytes": dram}
 
     def detail(self, x: LayerWorkload, w_bits: int) -> dict[str, float]:
