@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--calibration-networks", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing passes over the networks")
     ap.add_argument("--space", default=str(ROOT / "search_spaces" / "mobilenet.yaml"))
+    ap.add_argument("--save-table", default=None, help="also write the measured layer table (CSV) here")
     args = ap.parse_args()
     space = SearchSpace.load(args.space)
     import onnxruntime as ort
@@ -56,6 +57,10 @@ def main() -> None:
     rows = list(measure_layers(sample_layers(space, args.layers, seed=0), args.threads, warmup=20, repeats=100))
     ns = measure_elementwise_ns(args.threads)
     overhead = measure_session_overhead_ms(args.threads)
+    if args.save_table:
+        from flightco.hw.table import write_table
+
+        write_table(args.save_table, rows, {"runtime": "onnxruntime", "threads": args.threads})
     print(f"measured {len(rows)} layers in {time.perf_counter() - t0:.0f} s; add: {ns:.3g} ns/element; "
           f"session overhead {overhead * 1e3:.1f} us")
 

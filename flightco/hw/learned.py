@@ -31,8 +31,8 @@ LINEAR_FEATURES = 4  # the first features: log MACs, params, input and output by
 
 
 def layer_features(layer: LayerWorkload, base: HardwareProfile | None = None) -> list[float]:
-    """Numeric features of one kernel: sizes, bits and the work and bytes they imply, and the
-    hardware's structure (executed bits, arithmetic intensity, pointwise vs spatial kernels).
+    """Numeric features of one kernel: sizes, bits and the work and bytes they imply; with a base
+    profile also the hardware's structure (arithmetic intensity, pointwise vs spatial kernels).
 
     With a ``base`` analytic profile (the one a learned profile refines), the first
     ``LINEAR_FEATURES`` are the base's log latency and energy and its log compute cycles and DRAM
@@ -40,20 +40,22 @@ def layer_features(layer: LayerWorkload, base: HardwareProfile | None = None) ->
     correction rather than the whole cost; without one they are the log work and bytes (a
     roofline in log space)."""
     macs, moved = layer.macs, layer.input_bytes + layer.output_bytes + layer.weight_bytes
-    structure = [
+    sizes = [
         layer.cin, layer.cout, layer.h, layer.w, layer.k, layer.stride,
         layer.w_bits, layer.a_bits, layer.out_h * layer.out_w,
         (layer.cin // layer.groups) * layer.k * layer.k,  # reduction length: how a kernel fills an array
         layer.w_bits * layer.a_bits,
+    ]
+    if base is None:  # the feature set measured on onnxruntime tables (README, "Profiles from measurements")
+        head = [math.log1p(macs), math.log1p(layer.params), math.log1p(layer.input_bytes),
+                math.log1p(layer.output_bytes)]
+        return head + sizes
+    structure = [
         math.log1p(macs / max(moved, 1.0)),  # arithmetic intensity (MACs per byte)
         float(layer.k == 1),  # pointwise: little reuse, usually memory-bound
         float(layer.groups > 1),  # grouped / depthwise: nothing shared across output channels
     ]
-    if base is None:
-        head = [math.log1p(macs), math.log1p(layer.params), math.log1p(layer.input_bytes),
-                math.log1p(layer.output_bytes)]
-        return head + structure
-    return base_features(base, layer) + [math.log1p(macs), math.log1p(layer.params)] + structure
+    return base_features(base, layer) + [math.log1p(macs), math.log1p(layer.params)] + sizes + structure
 
 
 def base_features(base: HardwareProfile, layer: LayerWorkload) -> list[float]:
