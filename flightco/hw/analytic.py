@@ -210,17 +210,23 @@ class AnalyticProfile(HardwareProfile):
         return math.ceil(x.w_terms * p2.bits_per_term) if x.w_terms and p2 else x.w_bits
 
     def layer_cost(self, layer: LayerWorkload, **_: Any) -> LayerCost:
-        x = self.at_executed_precision(layer)
-        key = x[1:]
-        hit = self._cache.get(key)
-        if hit is None:
-            hit = self._cache[key] = self._price(x)
-        latency_s, energy_pj, bound, w_eff = hit
-        return LayerCost(layer.name, layer.op, latency_s * 1e3, energy_pj * 1e-9, w_eff, x.a_bits, bound)
+        return self.layer_costs([layer])[0]
 
     def layer_costs(self, layers: Sequence[LayerWorkload],
                     executed: Sequence[LayerWorkload] | None = None) -> tuple[LayerCost, ...]:
-        return tuple(self.layer_cost(layer) for layer in layers)
+        """Per-kernel costs from the per-shape cache (this is the prediction hot path)."""
+        if executed is None:
+            executed = [self.at_executed_precision(layer) for layer in layers]
+        cache = self._cache
+        out = []
+        for layer, x in zip(layers, executed):
+            key = x[1:]
+            hit = cache.get(key)
+            if hit is None:
+                latency_s, energy_pj, bound, w_eff = self._price(x)
+                hit = cache[key] = (latency_s * 1e3, energy_pj * 1e-9, w_eff, x.a_bits, bound)
+            out.append(LayerCost(layer.name, layer.op, *hit))
+        return tuple(out)
 
     def _price(self, x: LayerWorkload) -> tuple[float, float, str, int]:
         s = self.spec
