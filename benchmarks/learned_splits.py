@@ -40,9 +40,14 @@ def main() -> None:
         rng = np.random.default_rng(seed)
         for split in ("rows", "shapes"):
             if split == "rows":
-                train = rng.permutation(len(rows))[: max(6, int(args.fraction * len(rows)))]
+                train = list(rng.permutation(len(rows))[: max(6, int(args.fraction * len(rows)))])
+                for op in {r.layer.op for r in rows} - {rows[i].layer.op for i in train}:
+                    train.append(next(i for i, r in enumerate(rows) if r.layer.op == op))
+                train = np.array(train)
             else:
                 held = {shapes[i] for i in rng.permutation(len(shapes))[: max(3, int(args.fraction * len(shapes)))]}
+                for op in {s[0] for s in shapes} - {s[0] for s in held}:  # every op needs a model
+                    held.add(next(s for s in shapes if s[0] == op))
                 train = np.array([i for i, s in enumerate(shape) if s in held])
             test = np.setdiff1d(np.arange(len(rows)), train)
             data = profile_yaml("split", "learned", [rows[i] for i in train], {"name": "table"}, bits, 32, 1.0, base=base)
