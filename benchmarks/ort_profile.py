@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--calibration-networks", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing passes over the networks")
     ap.add_argument("--space", default=str(ROOT / "search_spaces" / "mobilenet.yaml"))
+    ap.add_argument("--save-table", default=None, help="also write the measured layer table (CSV) here")
     args = ap.parse_args()
     space = SearchSpace.load(args.space)
     import onnxruntime as ort
@@ -56,6 +57,10 @@ def main() -> None:
     rows = list(measure_layers(sample_layers(space, args.layers, seed=0), args.threads, warmup=20, repeats=100))
     ns = measure_elementwise_ns(args.threads)
     overhead = measure_session_overhead_ms(args.threads)
+    if args.save_table:
+        from flightco.hw.table import write_table
+
+        write_table(args.save_table, rows, {"runtime": "onnxruntime", "threads": args.threads})
     print(f"measured {len(rows)} layers in {time.perf_counter() - t0:.0f} s; add: {ns:.3g} ns/element; "
           f"session overhead {overhead * 1e3:.1f} us")
 
@@ -68,7 +73,7 @@ def main() -> None:
     true = np.array([r.values["latency_ms"] for r in rest])
     r = accuracy_report(pred, true)
     print(f"[1] fitted on {k} layers (10%), predicting the other {len(rest)}: MAPE {r['mape']:.1f}%, "
-          f"RMSPE {r['rmspe']:.1f}%, within ±10%: {100 * r['acc10']:.1f}%, Spearman {r['spearman']:.3f}")
+          f"RMSPE {r['rmspe']:.1f}%, within ±10%: {100 * r['acc10']:.1f}%, Spearman {'n/a' if r['spearman'] is None else format(r['spearman'], '.3f')}")
 
     full = learned(rows, ns, overhead)
     genomes = sample_genomes(space, args.networks, seed=1)
@@ -88,17 +93,23 @@ def main() -> None:
     pred = [calibrated.cost(workload(g)).latency_ms for g in genomes]
     r = accuracy_report(np.array(raw), np.array(true))
     print(f"[2a] whole networks, sum of kernels ({len(genomes)}), measured {np.median(true):.3f} ms median: MAPE {r['mape']:.1f}%, "
-          f"RMSPE {r['rmspe']:.1f}%, within ±10%: {100 * r['acc10']:.1f}%, Spearman {r['spearman']:.3f}")
+          f"RMSPE {r['rmspe']:.1f}%, within ±10%: {100 * r['acc10']:.1f}%, Spearman {'n/a' if r['spearman'] is None else format(r['spearman'], '.3f')}")
     from flightco.hw.accuracy import global_scale
 
     only = global_scale(np.array(kernels), np.array(measured))
     scaled = [only * (r_ - overhead) + overhead for r_ in raw]
     r = accuracy_report(np.array(scaled), np.array(true))
     print(f"[2c] whole networks, scale-only calibration ({only:.3f}): MAPE {r['mape']:.1f}%, RMSPE {r['rmspe']:.1f}%, "
-          f"within ±10%: {100 * r['acc10']:.1f}%, Spearman {r['spearman']:.3f}")
+          f"within ±10%: {100 * r['acc10']:.1f}%, Spearman {'n/a' if r['spearman'] is None else format(r['spearman'], '.3f')}")
     r = accuracy_report(np.array(pred), np.array(true))
     print(f"[2b] whole networks, calibrated ({len(genomes)}), measured {np.median(true):.3f} ms median: MAPE {r['mape']:.1f}%, "
-          f"RMSPE {r['rmspe']:.1f}%, within ±10%: {100 * r['acc10']:.1f}%, Spearman {r['spearman']:.3f}")
+          f"RMSPE {r['rmspe']:.1f}%, within ±10%: {100 * r['acc10']:.1f}%, Spearman {'n/a' if r['spearman'] is None else format(r['spearman'], '.3f')}")
+
+    from flightco.measure import LAST_SPREAD
+
+    print(f"[2d] the measurement itself: second-quietest vs quietest timing pass of each network, median "
+          f"{LAST_SPREAD.get('median_pct', float('nan')):.2f}%, max {LAST_SPREAD.get('max_pct', float('nan')):.2f}%; "
+          f"{int(LAST_SPREAD.get('unsettled', 0))} network(s) never settled within 3%")
 
     fresh = sample_genomes(space, 100, seed=3)
     cold_profile = learned(rows, ns, overhead, scale, offset)

@@ -241,6 +241,9 @@ def pareto(
         from flightco.runs import load_study
 
         _, study = load_study(run)
+        from flightco.hw.validation import describe_provenance
+
+        console.print(describe_provenance(study.user_attrs.get("profiles")))
         df = all_frame(study) if all_trials else front_frame(study)
         if all_trials:
             _print_table(df, f"All finished trials of {study.study_name}: {len(df)}", FRONT_COLUMNS + ["status"])

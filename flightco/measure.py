@@ -58,24 +58,43 @@ def sample_layers(space: SearchSpace, n: int, seed: int, **io: int) -> list[Laye
     return (first + rest)[:n]
 
 
-def time_session(sess, feeds: dict[str, np.ndarray], warmup: int, repeats: int, blocks: int = 5) -> float:
-    """Robust wall time of one run, in milliseconds: the lowest of ``blocks`` block medians.
+def time_session(sess, feeds: dict[str, np.ndarray], warmup: int, repeats: int, blocks: int = 5,
+                 tolerance: float = 0.03, max_tries: int = 3) -> float:
+    """Robust wall time of one run, in milliseconds: the lowest of ``blocks`` block medians,
+    measured again (up to ``max_tries`` times) while the two quietest blocks disagree by more
+    than ``tolerance``.
 
     On a shared machine another process occasionally takes the core for a few milliseconds,
     which shifts a plain median of sub-millisecond runs by tens of percent. Splitting the
     repeats into blocks and keeping the quietest block's median filters such bursts while
-    still averaging the ordinary run-to-run jitter inside each block.
+    still averaging the ordinary run-to-run jitter inside each block; requiring two blocks to
+    agree rejects a timing taken while the machine was busy throughout all but one block.
     """
+    return time_session_stats(sess, feeds, warmup, repeats, blocks, tolerance, max_tries)[0]
+
+
+def time_session_stats(sess, feeds: dict[str, np.ndarray], warmup: int, repeats: int, blocks: int = 5,
+                       tolerance: float = 0.03, max_tries: int = 3) -> tuple[float, float]:
+    """``(ms, spread)``: the timing of :func:`time_session` and the relative gap between its two
+    quietest block medians (how far the timing itself can be trusted)."""
     for _ in range(warmup):
         sess.run(None, feeds)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        sess.run(None, feeds)
-        times.append(time.perf_counter() - t)
     blocks = max(1, min(blocks, repeats // 3))
-    size = len(times) // blocks
-    return min(statistics.median(times[i * size:(i + 1) * size]) for i in range(blocks)) * 1e3
+    size = max(1, repeats // blocks)
+    medians: list[float] = []
+    for _ in range(max(1, max_tries)):
+        for _ in range(blocks):
+            times = []
+            for _ in range(size):
+                t = time.perf_counter()
+                sess.run(None, feeds)
+                times.append(time.perf_counter() - t)
+            medians.append(statistics.median(times))
+        best = sorted(medians)
+        spread = (best[1] - best[0]) / best[0] if len(best) > 1 else 0.0
+        if spread <= tolerance:
+            break
+    return best[0] * 1e3, spread
 
 
 def _session(path: Path, threads: int, optimized_path: Path | None = None):
@@ -207,14 +226,24 @@ def _export_network(genome: Genome, path: Path) -> np.ndarray:
     return x.numpy()
 
 
+LAST_SPREAD: dict[str, float] = {}
+"""Run-to-run spread of the latest :func:`measure_networks` call (median and max, in %), so that
+reports can put the measurement's own noise next to a predictor's error."""
+
+
 def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repeats: int = 100, rounds: int = ROUNDS,
-                     seed: int = 0, progress: Callable[[int], None] | None = None) -> list[float]:
-    """Batch-1 latency (ms) of several networks, timed in ``rounds`` interleaved passes.
+                     seed: int = 0, progress: Callable[[int], None] | None = None, tolerance: float = 0.03,
+                     max_rounds: int = 3 * ROUNDS) -> list[float]:
+    """Batch-1 latency (ms) of several networks, timed in interleaved passes with noisy timings
+    rejected.
 
     Each pass visits every network in a new random order and each network keeps its quietest
     pass. A slow spell of the machine then touches every network a little instead of a few
     networks a lot, so that networks measured together (a calibration set and a validation
-    set, say) are compared under the same conditions.
+    set, say) are compared under the same conditions. After ``rounds`` passes, a network whose
+    two quietest passes still differ by more than ``tolerance`` was never timed on a quiet
+    machine: it gets further passes (up to ``max_rounds`` in all) until two agree. The spread
+    left (second-quietest over quietest pass) is stored in ``LAST_SPREAD``.
     """
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -225,10 +254,26 @@ def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repe
             sessions.append(_session(path, threads))
             if progress:
                 progress(i + 1)
-        best = [float("inf")] * len(genomes)
-        for r in range(rounds):
-            for i in rng.permutation(len(genomes)):
-                best[i] = min(best[i], time_session(sessions[i], feeds[i], warmup, repeats))
+        passes: list[list[float]] = [[] for _ in genomes]
+
+        def gap(i: int) -> float:
+            b = sorted(passes[i])
+            return (b[1] - b[0]) / b[0] if len(b) > 1 else float("inf")
+
+        todo = list(range(len(genomes)))
+        r = 0
+        while todo and r < max(rounds, max_rounds):
+            for i in rng.permutation(todo):
+                passes[i].append(time_session(sessions[i], feeds[i], warmup, repeats))
+            r += 1
             if progress:
-                progress(len(genomes) * (r + 2))
-    return best
+                progress(len(genomes) * (min(r, rounds) + 1))
+            if r >= rounds:
+                todo = [i for i in todo if gap(i) > tolerance]
+    gaps = [gap(i) for i in range(len(genomes))]
+    finite = [g for g in gaps if np.isfinite(g)]
+    LAST_SPREAD.clear()
+    if finite:
+        LAST_SPREAD.update({"median_pct": float(np.median(finite) * 100), "max_pct": float(max(finite) * 100),
+                            "unsettled": float(sum(g > tolerance for g in finite))})
+    return [min(p) for p in passes]

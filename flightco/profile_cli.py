@@ -63,7 +63,8 @@ def fit(
     name: Optional[str] = typer.Option(None, "--name", help="Profile name (default: the output file's stem)."),
     kind: str = typer.Option("learned", "--kind", help="learned (regressors predict unseen shapes) or measured (exact look-up)."),
     runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime the table was measured on."),
-    supported_bits: str = typer.Option("8", "--supported-bits", help="Bit-widths the runtime executes natively, comma-separated; others round up."),
+    supported_bits: Optional[str] = typer.Option(None, "--supported-bits", help="Bit-widths the target executes natively, comma-separated; others round up (default: 8, or --base's)."),
+    base: Optional[Path] = typer.Option(None, "--base", help="An analytic profile (e.g. hw_profiles/bitfusion.yaml) the table refines: its cycles, traffic and costs become features, so few rows suffice."),
 ) -> None:
     """Turn a measurement table into a measured or learned profile (rows are embedded in the YAML)."""
     try:
@@ -74,6 +75,9 @@ def fit(
 
         if kind not in ("learned", "measured"):
             raise ProfileError(f"--kind must be learned or measured, got {kind!r}")
+        base_data = _base_data(base)
+        if supported_bits is None:
+            supported_bits = ",".join(str(b) for b in (base_data or {}).get("supported_bits", [8]))
         try:
             bits = sorted({int(b) for b in supported_bits.split(",")})
         except ValueError:
@@ -84,7 +88,8 @@ def fit(
         data = profile_yaml(name or out.stem, kind, rows, runtime_spec, bits, 32,
                             float(meta.get("elementwise_ns_per_element", 1.0) or 1.0),
                             float(meta.get("session_overhead_ms", 0.0) or 0.0),
-                            description=f"{kind} profile fitted on {len(rows)} rows of {measurements.name}")
+                            description=f"{kind} profile fitted on {len(rows)} rows of {measurements.name}",
+                            base=base_data)
         _write_profile(out, data)
         load_profile(out)  # fails now, not later, if the rows cannot be fitted
         typer.echo(f"wrote {out} ({kind}, {len(rows)} rows)")
@@ -92,14 +97,32 @@ def fit(
         _fail(exc)
 
 
+def _base_data(base: Optional[Path]) -> Optional[dict]:
+    """The YAML data of an analytic profile given with --base (embedded: profiles stay self-contained)."""
+    if base is None:
+        return None
+    from flightco.errors import ProfileError
+    from flightco.hw.profile import load_profile
+    from flightco.yamlio import read_yaml
+
+    if load_profile(base).kind != "analytic":
+        raise ProfileError(f"--base {base}: must be an analytic profile")
+    return read_yaml(base, ProfileError)
+
+
 @app.command("eval")
 def evaluate(
     profile: Path = typer.Argument(..., help="Profile YAML."),
     measurements: Path = typer.Argument(..., help="Measurement CSV to compare with."),
     calibrate: bool = typer.Option(False, "--calibrate", help="First fit one global scale per metric (for nominal analytic units)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: {metric: {n, mape, rmspe, acc10, spearman}}."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: {metric: {n, mape, rmspe, acc10, spearman}} (undefined figures as null)."),
+    record: bool = typer.Option(False, "--record", help="Also store the figures in PROFILE's `validation:` block (see `profile show`)."),
+    against: Optional[str] = typer.Option(None, "--against", help="With --record: what the table is (default: its file name), e.g. 'BitFusion simulator, 781 shapes'."),
 ) -> None:
-    """How well PROFILE predicts the measured layers: MAPE, RMSPE, share within ±10%, Spearman."""
+    """How well PROFILE predicts the measured layers: MAPE, RMSPE, share within ±10%, Spearman.
+
+    With --record the figures go into the profile's `validation:` list, with the date and tool
+    versions, replacing an earlier record made against the same table."""
     try:
         import numpy as np
 
@@ -123,15 +146,29 @@ def evaluate(
             report[metric] = accuracy_report(pred * scale, true)
             if calibrate:
                 report[metric]["scale"] = scale
+        if record:
+            _record(profile, against or measurements.name, report, rows=len(rows), calibrated=calibrate)
         if as_json:
-            typer.echo(json.dumps(report))
+            from flightco.hw.validation import json_safe
+
+            typer.echo(json.dumps(json_safe(report), allow_nan=False))
             return
+        from flightco.hw.accuracy import format_report
+
         for metric, r in report.items():
             extra = f", scale {r['scale']:.4g}" if "scale" in r else ""
-            typer.echo(f"{metric}: n={r['n']}  MAPE {r['mape']:.1f}%  RMSPE {r['rmspe']:.1f}%  "
-                       f"within ±10%: {100 * r['acc10']:.1f}%  Spearman {r['spearman']:.3f}{extra}")
+            typer.echo(f"{metric}: {format_report(r)}{extra}")
     except FlightcoError as exc:
         _fail(exc)
+
+
+def _record(profile: Path, against: str, report: dict, **details) -> None:
+    """Store a validation record in the profile file (see flightco.hw.validation)."""
+    from flightco.cli import err_console
+    from flightco.hw.validation import record_validation, validation_entry
+
+    record_validation(profile, validation_entry(against, report, **details))
+    err_console.print(f"recorded the figures in {profile} (validation: against {against!r})")
 
 
 def _check_runtime(runtime: str) -> None:
@@ -192,8 +229,12 @@ def validate(
     threads: int = typer.Option(1, "--threads", min=1),
     seed: int = typer.Option(1, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object, keys as `profile eval --json`."),
+    record: bool = typer.Option(False, "--record", help="Also store the figures in PROFILE's `validation:` block."),
 ) -> None:
-    """Predict and measure whole random networks end to end; report the prediction accuracy."""
+    """Predict and measure whole random networks end to end; report the prediction accuracy.
+
+    The networks are timed in interleaved passes with noisy timings rejected (see
+    `flightco.measure`); the run-to-run spread of the measurement itself is reported too."""
     try:
         import numpy as np
 
@@ -205,12 +246,24 @@ def validate(
         prof = load_profile(profile)
         pred, true = _predict_and_measure(prof, space, networks, seed, threads, transient=as_json)
         report = {"latency_ms": accuracy_report(np.array(pred), np.array(true))}
+        from flightco.measure import LAST_SPREAD
+
+        if LAST_SPREAD:
+            report["latency_ms"]["measurement_spread_pct"] = LAST_SPREAD["median_pct"]
+        if record:
+            _record(profile, f"onnxruntime whole networks of {space.name}", report, networks=networks,
+                    threads=threads, seed=seed)
         if as_json:
-            typer.echo(json.dumps(report))
+            from flightco.hw.validation import json_safe
+
+            typer.echo(json.dumps(json_safe(report), allow_nan=False))
             return
+        from flightco.hw.accuracy import format_report
+
         r = report["latency_ms"]
-        console.print(f"latency_ms over {r['n']} networks: MAPE {r['mape']:.1f}%  RMSPE {r['rmspe']:.1f}%  "
-                      f"within ±10%: {100 * r['acc10']:.1f}%  Spearman {r['spearman']:.3f}")
+        spread = (f"  (measurement spread: median {r['measurement_spread_pct']:.1f}% between passes)"
+                  if "measurement_spread_pct" in r else "")
+        console.print(f"latency_ms over {r['n']} networks: {format_report(r)}{spread}")
     except FlightcoError as exc:
         _fail(exc)
 
@@ -317,5 +370,68 @@ def breakdown(
         console.print(f"total: latency {costs.latency_ms * 1e3:.2f} µs, energy {costs.energy_mj * 1e6:.2f} nJ, "
                       f"memory {costs.memory_kb:.1f} KB (weights at executed bits + peak activations)")
         console.print(prof.describe_precision())
+    except FlightcoError as exc:
+        _fail(exc)
+
+
+@app.command()
+def show(
+    profile: Path = typer.Argument(..., help="Profile YAML."),
+    as_json: bool = typer.Option(False, "--json", help="Print name, version, assumptions and validation as JSON."),
+) -> None:
+    """What PROFILE assumes and how far it can be trusted: its sources, modelling assumptions,
+    executed precision, and every validation recorded in it (what it was compared with, n,
+    Spearman, share within ±10%, MAPE, date, tool versions).
+
+    A profile without validation records has never been checked against anything: treat its
+    figures as a model, not a measurement.
+    """
+    try:
+        from rich.table import Table
+
+        from flightco.cli import console
+        from flightco.errors import ProfileError
+        from flightco.hw.profile import load_profile
+        from flightco.hw.validation import profile_provenance
+        from flightco.yamlio import read_yaml
+
+        prof = load_profile(profile)
+        data = read_yaml(profile, ProfileError)
+        prov = profile_provenance(profile)
+        assumptions = prof.assumptions() if hasattr(prof, "assumptions") else []
+        records = data.get("validation") or []
+        if isinstance(records, dict):
+            records = [records]
+        if as_json:
+            from flightco.hw.validation import json_safe
+
+            typer.echo(json.dumps(json_safe({**prov, "assumptions": assumptions, "sources": data.get("sources", []),
+                                             "precision": prof.describe_precision(), "validation": records})))
+            return
+        console.print(f"[bold]{prov['name']}[/] ({prov['kind']}, version {prov['version']}, sha {prov['sha']})")
+        if data.get("description"):
+            console.print(str(data["description"]).strip())
+        console.print(prof.describe_precision())
+        if assumptions:
+            console.print("[bold]assumptions[/]")
+            for a in assumptions:
+                console.print(f"  - {a}")
+        for src in data.get("sources", []) or []:
+            console.print(f"  source: {' '.join(str(src).split())}")
+        if not records:
+            console.print("[yellow]validation: none recorded[/] (never compared with measurements or a reference "
+                          "simulator; record one with `flightco profile eval PROFILE TABLE --record`)")
+            return
+        table = Table(title="validation")
+        for col in ("against", "metric", "n", "Spearman", "within ±10%", "MAPE", "date", "tools"):
+            table.add_column(col)
+        for rec in records:
+            tools = ", ".join(f"{k} {v}" for k, v in (rec.get("tools") or {}).items() if k != "python")
+            for metric, r in (rec.get("metrics") or {}).items():
+                rho = r.get("spearman")
+                table.add_row(str(rec.get("against", "?")), metric, str(r.get("n", "")),
+                              "n/a" if rho is None else f"{rho:.3f}", f"{100 * r.get('acc10', 0):.1f}%",
+                              f"{r.get('mape', float('nan')):.1f}%", str(rec.get("date", "")), tools)
+        console.print(table)
     except FlightcoError as exc:
         _fail(exc)

@@ -107,6 +107,10 @@ def create_or_resume_study(
         study.set_user_attr("flightco_version", __version__)
         study.set_user_attr("objectives", [o.metric for o in recipe.objectives])
         study.set_user_attr("artifact_dir", str(run_dir))
+        from flightco.hw.validation import profile_provenance
+
+        # which profile versions price this study's trials (shown by `flightco pareto`)
+        study.set_user_attr("profiles", [profile_provenance(p) for p in recipe.hardware_paths])
     if budget is not None and study.user_attrs.get("budget") != budget:
         study.set_user_attr("budget", budget)
     write_run_info(run_dir, info)

@@ -6,13 +6,14 @@ import numpy as np
 from scipy.stats import spearmanr
 
 
-def accuracy_report(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+def accuracy_report(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float | None]:
     """``n``, mean absolute % error, root-mean-square % error, share within ±10% (nn-Meter's
-    accuracy figure) and Spearman rank correlation (does the profile order things right?)."""
+    accuracy figure) and Spearman rank correlation (does the profile order things right?).
+    Spearman is None when it is undefined (fewer than two rows, or constant values): JSON has no NaN."""
     p = np.asarray(predicted, dtype=float)
     m = np.asarray(measured, dtype=float)
     rel = (p - m) / m
-    rho = float(spearmanr(p, m).statistic) if len(m) > 1 and np.ptp(m) > 0 and np.ptp(p) > 0 else float("nan")
+    rho = float(spearmanr(p, m).statistic) if len(m) > 1 and np.ptp(m) > 0 and np.ptp(p) > 0 else None
     return {
         "n": int(len(m)),
         "mape": float(np.mean(np.abs(rel)) * 100),
@@ -29,3 +30,10 @@ def global_scale(predicted: np.ndarray, measured: np.ndarray) -> float:
     m = np.asarray(measured, dtype=float)
     ok = (p > 0) & (m > 0)
     return float(np.exp(np.mean(np.log(m[ok] / p[ok])))) if ok.any() else 1.0
+
+
+def format_report(r: dict) -> str:
+    """One line of a report's figures (Spearman shown as n/a when undefined)."""
+    rho = "n/a" if r.get("spearman") is None else f"{r['spearman']:.3f}"
+    return (f"n={r['n']}  MAPE {r['mape']:.1f}%  RMSPE {r['rmspe']:.1f}%  within ±10%: {100 * r['acc10']:.1f}%  "
+            f"Spearman {rho}")

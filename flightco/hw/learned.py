@@ -27,19 +27,52 @@ from flightco.space import FLOAT_BITS
 from flightco.yamlio import validate
 
 
-LINEAR_FEATURES = 4  # the first features: log MACs, params, input and output bytes
+LINEAR_FEATURES = 4  # the first features: log MACs, params, input and output bytes (or the base's log costs)
 
 
-def layer_features(layer: LayerWorkload) -> list[float]:
-    """Numeric features of one kernel: sizes, bits and the work and bytes they imply (the first
-    ``LINEAR_FEATURES`` are the log work and bytes that the regressor's linear base uses)."""
-    return [
-        math.log1p(layer.macs), math.log1p(layer.params), math.log1p(layer.input_bytes),
-        math.log1p(layer.output_bytes), layer.cin, layer.cout, layer.h, layer.w, layer.k, layer.stride,
+def layer_features(layer: LayerWorkload, base: HardwareProfile | None = None) -> list[float]:
+    """Numeric features of one kernel: sizes, bits and the work and bytes they imply; with a base
+    profile also the hardware's structure (arithmetic intensity, pointwise vs spatial kernels).
+
+    With a ``base`` analytic profile (the one a learned profile refines), the first
+    ``LINEAR_FEATURES`` are the base's log latency and energy and its log compute cycles and DRAM
+    traffic, so the regressor's linear base starts from the analytic model and learns a
+    correction rather than the whole cost; without one they are the log work and bytes (a
+    roofline in log space)."""
+    macs, moved = layer.macs, layer.input_bytes + layer.output_bytes + layer.weight_bytes
+    sizes = [
+        layer.cin, layer.cout, layer.h, layer.w, layer.k, layer.stride,
         layer.w_bits, layer.a_bits, layer.out_h * layer.out_w,
         (layer.cin // layer.groups) * layer.k * layer.k,  # reduction length: how a kernel fills an array
         layer.w_bits * layer.a_bits,
     ]
+    if base is None:  # the feature set measured on onnxruntime tables (README, "Profiles from measurements")
+        head = [math.log1p(macs), math.log1p(layer.params), math.log1p(layer.input_bytes),
+                math.log1p(layer.output_bytes)]
+        return head + sizes
+    structure = [
+        math.log1p(macs / max(moved, 1.0)),  # arithmetic intensity (MACs per byte)
+        float(layer.k == 1),  # pointwise: little reuse, usually memory-bound
+        float(layer.groups > 1),  # grouped / depthwise: nothing shared across output channels
+    ]
+    return base_features(base, layer) + [math.log1p(macs), math.log1p(layer.params)] + sizes + structure
+
+
+def base_features(base: HardwareProfile, layer: LayerWorkload) -> list[float]:
+    """The analytic model's view of one layer: log latency, log energy, log compute cycles, log
+    DRAM bits, then log memory-stall cycles and the share of cycles spent computing."""
+    cost = base.layer_cost(layer)
+    compute = dram = stall = 0.0
+    stats = getattr(base, "stats", None)
+    if stats is not None:
+        st = stats(layer)
+        st = st[0] if isinstance(st, tuple) else st
+        compute = float(getattr(st, "compute_cycles", 0.0))
+        dram = float(getattr(st, "dram_bits", 0.0))
+        stall = float(getattr(st, "stall_cycles", 0.0))
+    busy = compute / (compute + stall) if compute + stall > 0 else 0.0
+    return [math.log(max(cost.latency_ms, 1e-12)), math.log(max(cost.energy_mj, 1e-15)), math.log1p(compute),
+            math.log1p(dram), math.log1p(stall), busy]
 
 
 class LayerCostRegressor(RegressorMixin, BaseEstimator):
@@ -109,7 +142,11 @@ class RuntimeSpec(_Strict):
 class TableProfileSpec(_Strict):
     name: str
     kind: str
+    version: str = Field("1", description="bump when refitted on new measurements; searches record it")
     description: str = ""
+    sources: list[str] = Field(default_factory=list)
+    validation: list[dict[str, Any]] | dict[str, Any] | None = Field(
+        None, description="what the profile was compared with and how well it did (`profile eval --record`)")
     runtime: RuntimeSpec
     supported_bits: list[int] = Field(default_factory=lambda: [8], min_length=1)
     float_bits: int = Field(FLOAT_BITS, gt=0)
@@ -119,6 +156,8 @@ class TableProfileSpec(_Strict):
     network_offset_ms: float = Field(0.0, description="whole-network correction, fitted by `profile calibrate`")
     network_calibration: dict[str, Any] = Field(default_factory=dict, description="how the correction was fitted")
     estimator: dict[str, Any] = Field(default_factory=dict)
+    base: dict[str, Any] | None = Field(
+        None, description="an analytic profile (its YAML data) whose costs are features: the fit learns its correction")
     columns: list[str]
     rows: list[list[Any]] = Field(min_length=1)
 
@@ -153,6 +192,21 @@ class _TableProfile(HardwareProfile):
 
     def executed_bits(self, bits: int) -> int:
         return round_up_bits(bits, self.spec.supported_bits, self.spec.float_bits)
+
+    def assumptions(self) -> list[str]:
+        """One line per assumption, for `flightco profile show`."""
+        s = self.spec
+        ops = sorted({m.layer.op for m in self.measured})
+        out = [f"{len(self.measured)} measured rows ({', '.join(ops)}) on {s.runtime.name} {s.runtime.version} "
+               f"with {s.runtime.threads} thread(s)",
+               f"elementwise kernels {s.elementwise_ns_per_element:g} ns per element; per-call overhead "
+               f"{s.session_overhead_ms * 1e3:.1f} us (paid once per network)"]
+        if s.network_calibration:
+            out.append(f"whole networks = {s.network_scale:.4g} x kernels + {s.network_offset_ms * 1e3:.1f} us "
+                       f"(fitted on {s.network_calibration.get('networks', '?')} measured networks)")
+        else:
+            out.append("no whole-network calibration (`flightco profile calibrate`)")
+        return out
 
     def _elementwise(self, layer: LayerWorkload, x: LayerWorkload) -> LayerCost:
         ms = layer.macs * self.spec.elementwise_ns_per_element * 1e-6
@@ -233,12 +287,19 @@ class LearnedProfile(_TableProfile):
 
     def __init__(self, spec: TableProfileSpec, source: str) -> None:
         super().__init__(spec, source)
+        self.base: HardwareProfile | None = None
+        if spec.base is not None:
+            from flightco.hw.profile import profile_from_data
+
+            if spec.base.get("kind") != "analytic":
+                raise ProfileError(f"{source}: base must be an analytic profile, got kind {spec.base.get('kind')!r}")
+            self.base = profile_from_data(spec.base, f"{source}: base")
         self.models: dict[tuple[str, str], LayerCostRegressor] = {}
         for op in TABLE_OPS:
             rows = [m for m in self.measured if m.layer.op == op]
             if not rows:
                 continue
-            X = np.array([layer_features(m.layer) for m in rows])
+            X = np.array([layer_features(m.layer, self.base) for m in rows])
             for metric in self.metrics:
                 y = np.array([m.values[metric] for m in rows])
                 self.models[(op, metric)] = LayerCostRegressor(**spec.estimator).fit(X, y)
@@ -249,7 +310,7 @@ class LearnedProfile(_TableProfile):
         for i, layer in enumerate(layers):
             by_op.setdefault(layer.op, []).append(i)
         for op, idx in by_op.items():
-            X = np.array([layer_features(layers[i]) for i in idx])
+            X = np.array([layer_features(layers[i], self.base) for i in idx])
             for metric in self.metrics:
                 model = self.models.get((op, metric))
                 if model is None:
@@ -277,7 +338,7 @@ def fit_network_calibration(kernel_sums_ms: np.ndarray, measured_ms: np.ndarray)
 
 def profile_yaml(name: str, kind: str, measured: list[MeasuredLayer], runtime: dict[str, Any],
                  supported_bits: list[int], float_bits: int, elementwise_ns: float, overhead_ms: float = 0.0,
-                 description: str = "") -> dict[str, Any]:
+                 description: str = "", base: dict[str, Any] | None = None) -> dict[str, Any]:
     """The YAML data of a measured or learned profile holding ``measured``."""
     metrics = [m for m in METRIC_COLUMNS if all(m in x.values for x in measured)]
     columns = ["op", "cin", "cout", "h", "w", "k", "stride", "groups", "w_bits", "a_bits", *metrics]
@@ -288,5 +349,6 @@ def profile_yaml(name: str, kind: str, measured: list[MeasuredLayer], runtime: d
         "name": name, "kind": kind, "description": description, "runtime": runtime,
         "supported_bits": supported_bits, "float_bits": float_bits,
         "elementwise_ns_per_element": elementwise_ns, "session_overhead_ms": overhead_ms,
+        **({"base": {k: v for k, v in base.items() if k != "validation"}} if base else {}),
         "columns": columns, "rows": rows,
     }
