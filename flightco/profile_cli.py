@@ -21,9 +21,28 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(2)
 
 
-def _write_profile(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200))
+def _write_profile(path: Path, data: dict, option: str = "--out") -> None:
+    """Validate ``data`` as a profile first, then write it atomically: a failed fit or a bad
+    option never leaves an invalid file or replaces a good one."""
+    from flightco.hw.profile import profile_from_data
+    from flightco.outputs import write_output
+
+    profile_from_data(data, str(path))  # raises before anything is written
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200)
+    write_output(path, option, lambda tmp: tmp.write_text(text))
+
+
+def _json_safe(obj):
+    """NaN/inf -> null, so ``--json`` output is valid JSON (Spearman of one row is undefined)."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 def _predict_and_measure(prof, space: Path, networks: int, seed: int, threads: int,
@@ -72,12 +91,15 @@ def fit(
         from flightco.hw.profile import load_profile
         from flightco.hw.table import read_table
 
+        from flightco.outputs import check_writable_file
+
         if kind not in ("learned", "measured"):
             raise ProfileError(f"--kind must be learned or measured, got {kind!r}")
         try:
             bits = sorted({int(b) for b in supported_bits.split(",")})
         except ValueError:
             raise ProfileError(f"--supported-bits must be integers separated by commas, got {supported_bits!r}") from None
+        check_writable_file(out, "--out")
         rows = read_table(measurements)
         meta = _table_metadata(measurements)
         runtime_spec = {"name": runtime, "version": meta.get("runtime_version", ""), "threads": int(meta.get("threads", 1) or 1)}
@@ -85,8 +107,7 @@ def fit(
                             float(meta.get("elementwise_ns_per_element", 1.0) or 1.0),
                             float(meta.get("session_overhead_ms", 0.0) or 0.0),
                             description=f"{kind} profile fitted on {len(rows)} rows of {measurements.name}")
-        _write_profile(out, data)
-        load_profile(out)  # fails now, not later, if the rows cannot be fitted
+        _write_profile(out, data)  # validated (rows fitted) before anything is written
         typer.echo(f"wrote {out} ({kind}, {len(rows)} rows)")
     except FlightcoError as exc:
         _fail(exc)
@@ -124,7 +145,7 @@ def evaluate(
             if calibrate:
                 report[metric]["scale"] = scale
         if as_json:
-            typer.echo(json.dumps(report))
+            typer.echo(json.dumps(_json_safe(report), allow_nan=False))
             return
         for metric, r in report.items():
             extra = f", scale {r['scale']:.4g}" if "scale" in r else ""
@@ -167,6 +188,8 @@ def measure(
             thread_counts = sorted({int(t) for t in threads.split(",")})
         except ValueError:
             raise ProfileError(f"--threads must be integers separated by commas, got {threads!r}") from None
+        if any(t < 1 for t in thread_counts):
+            raise ProfileError(f"--threads must be positive thread counts (1, 2, ...), got {threads!r}")
         sampled = sample_layers(SearchSpace.load(space), layers, seed)
         for t in thread_counts:
             path = out if len(thread_counts) == 1 else out.with_name(f"{out.stem}.t{t}{out.suffix}")
@@ -206,7 +229,7 @@ def validate(
         pred, true = _predict_and_measure(prof, space, networks, seed, threads, transient=as_json)
         report = {"latency_ms": accuracy_report(np.array(pred), np.array(true))}
         if as_json:
-            typer.echo(json.dumps(report))
+            typer.echo(json.dumps(_json_safe(report), allow_nan=False))
             return
         r = report["latency_ms"]
         console.print(f"latency_ms over {r['n']} networks: MAPE {r['mape']:.1f}%  RMSPE {r['rmspe']:.1f}%  "
@@ -310,8 +333,10 @@ def breakdown(
             shape = f"{lw.cin}→{lw.cout} {lw.h}×{lw.w} k{lw.k}/{lw.stride}"
             terms = f" (≤{lw.w_terms:g} pow2 terms)" if lw.w_terms else ""
             share = c.energy_mj / costs.energy_mj if costs.energy_mj else 0.0
-            table.add_row(lw.name, lw.op, shape, f"W{lw.w_bits}A{lw.a_bits}{terms}",
-                          f"W{c.executed_w_bits}A{c.executed_a_bits}", f"{c.latency_ms * 1e3:.2f}",
+            weightless = lw.op in ("add", "pool")  # no weights: only activation bits mean anything
+            requested = f"A{lw.a_bits}" if weightless else f"W{lw.w_bits}A{lw.a_bits}{terms}"
+            executed = f"A{c.executed_a_bits}" if weightless else f"W{c.executed_w_bits}A{c.executed_a_bits}"
+            table.add_row(lw.name, lw.op, shape, requested, executed, f"{c.latency_ms * 1e3:.2f}",
                           f"{c.energy_mj * 1e6:.2f}", f"{100 * share:.1f}%", c.bound)
         console.print(table)
         console.print(f"total: latency {costs.latency_ms * 1e3:.2f} µs, energy {costs.energy_mj * 1e6:.2f} nJ, "

@@ -64,6 +64,8 @@ def parse_rows(rows: list[dict[str, str]], source: str) -> list[MeasuredLayer]:
                 raise bad(col, "must be an integer") from None
             if ints[col] <= 0:
                 raise bad(col, "must be > 0")
+            if col in ("w_bits", "a_bits") and ints[col] > 32:
+                raise bad(col, "must be a bit-width from 1 to 32 (32 = float)")
         if ints["cin"] % ints["groups"]:
             raise bad("groups", f"must divide cin={ints['cin']}")
         values = {}
