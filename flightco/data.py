@@ -72,7 +72,8 @@ def check_options(name: str, root: object, options: dict) -> None:
     allowed = [p.name for p in params if p.name != "root"]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise DataError(f"dataset.options: {', '.join(map(repr, unknown))} do(es) not apply to dataset {name}; "
+        verb = "does" if len(unknown) == 1 else "do"
+        raise DataError(f"dataset.options: {', '.join(map(repr, unknown))} {verb} not apply to dataset {name}; "
                         f"allowed: {', '.join(allowed) or 'none'}")
     if root is not None and "root" not in [p.name for p in params]:
         raise DataError(f"dataset.root does not apply to dataset {name} (it reads no files)")
