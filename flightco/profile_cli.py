@@ -308,8 +308,7 @@ def breakdown(
 ) -> None:
     """Per-kernel latency, energy and executed precision of one network under PROFILE.
 
-    Shows where a network's cost goes (which kernels, compute- or memory-bound) and which
-    requested bit-widths the target really runs.
+    Shows where a network's cost goes (which kernels, compute- or memory-bound) and which requested bit-widths the target really runs (weightless add/pool kernels show activation bits only).
     """
     try:
         from rich.table import Table
@@ -326,8 +325,9 @@ def breakdown(
             typer.echo(json.dumps({"network": what, "profile": prof.name, **costs.as_dict(),
                                    "layers": [c._asdict() for c in costs.layers]}))
             return
+        columns = ("kernel", "op", "shape", "requested", "executed", "latency µs", "energy nJ", "share of energy", "bound")
         table = Table(title=f"{prof.name}: {what}")
-        for col in ("kernel", "op", "shape", "requested", "executed", "latency µs", "energy nJ", "share of energy", "bound"):
+        for col in columns:
             table.add_column(col, justify="left" if col in ("kernel", "op", "shape", "bound") else "right")
         for lw, c in zip(layers, costs.layers):
             shape = f"{lw.cin}→{lw.cout} {lw.h}×{lw.w} k{lw.k}/{lw.stride}"
@@ -338,7 +338,14 @@ def breakdown(
             executed = f"A{c.executed_a_bits}" if weightless else f"W{c.executed_w_bits}A{c.executed_a_bits}"
             table.add_row(lw.name, lw.op, shape, requested, executed, f"{c.latency_ms * 1e3:.2f}",
                           f"{c.energy_mj * 1e6:.2f}", f"{100 * share:.1f}%", c.bound)
-        console.print(table)
+        if console.is_terminal:
+            console.print(table)
+        else:  # piped: a plain full-width table, never cut at 80 columns
+            import pandas as pd
+
+            typer.echo(table.title)
+            rows = [[cell for cell in col.cells] for col in table.columns]
+            typer.echo(pd.DataFrame(dict(zip(columns, rows))).to_string(index=False))
         console.print(f"total: latency {costs.latency_ms * 1e3:.2f} µs, energy {costs.energy_mj * 1e6:.2f} nJ, "
                       f"memory {costs.memory_kb:.1f} KB (weights at executed bits + peak activations)")
         console.print(prof.describe_precision())

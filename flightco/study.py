@@ -93,7 +93,7 @@ def create_or_resume_study(
             raise RunError(f"{run_dir}: the recipe's search definition changed since this run started "
                            f"({_changed_parts(info.fingerprint_parts, parts)}); "
                            "change it back, or use --out for a new run folder")
-        info = RunInfo(info.study_name, info.storage, fingerprint, fingerprint_parts=parts)
+        info = RunInfo(info.study_name, info.storage, fingerprint, info.flightco_version, fingerprint_parts=parts)
     else:
         info = RunInfo(study_name=study_name or recipe.name, storage=url or "journal", fingerprint=fingerprint,
                        fingerprint_parts=parts)

@@ -748,3 +748,77 @@ def test_real_entry_point_torn_journal_and_bad_usage(run, tmp_path):
     one_line_error(run_cli("export", folder, "--trial", "0", "--out", tmp_path / "m.onnx", "--min-agreement", "2"),
                    "--min-agreement")
     assert_unchanged(folder, before)
+
+
+# ---- crash safety of the search loop ------------------------------------------------------------
+
+
+def _journal_study(tmp_path: Path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "study.journal")))
+    return optuna.create_study(study_name="s", storage=storage, directions=["maximize"])
+
+
+def test_ctrl_c_during_a_trial_is_retried_like_a_killed_one(tmp_path):
+    from optuna.trial import TrialState
+
+    from flightco.study import _run_one
+
+    study = _journal_study(tmp_path)
+    trial = study.ask()
+    trial.suggest_categorical("x", [1, 2, 3])
+
+    def interrupted(_trial):
+        raise KeyboardInterrupt  # the user pressed Ctrl-C in the middle of training
+
+    with pytest.raises(KeyboardInterrupt):
+        _run_one(study, trial, interrupted, heartbeat=False)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert "interrupted" in trials[0].user_attrs["status"]
+    assert trials[1].params == trials[0].params and trials[1].params  # retried with the same parameters
+
+
+def test_finals_file_lists_finalists_of_every_session(tmp_path):
+    from flightco.search import write_finals_file
+
+    study = _journal_study(tmp_path)
+    study.set_user_attr("final:7", {"trial": 7, "final": {"test_accuracy": 0.9}})  # an earlier session
+    study.set_user_attr("final:3", {"trial": 3, "final": {"test_accuracy": 0.8}})  # this session
+    write_finals_file(study, tmp_path)
+    assert [e["trial"] for e in json.loads((tmp_path / "finals.json").read_text())] == [3, 7]
+
+
+def test_progress_best_counts_earlier_sessions(run):
+    from flightco.progress import best_so_far
+    from flightco.runs import load_study
+
+    folder, _ = run
+    _, study = load_study(folder)
+    accs = [t.user_attrs["proxy"]["val_accuracy"] for t in study.trials if "proxy" in t.user_attrs]
+    assert best_so_far(study)["accuracy"] == max(accs)
+
+
+def test_breakdown_shows_no_weight_bits_for_add_and_pool(run):
+    folder, before = run
+    result = invoke("profile", "breakdown", BITFUSION, "--run", folder, "--trial", 0)
+    assert result.exit_code == 0, result.stderr
+    rows = [ln.split() for ln in result.stdout.splitlines() if ln.split()[:2] and ln.split()[1] in ("add", "pool")]
+    assert rows and all(not any(cell.startswith("W") for cell in r) for r in rows), rows
+    assert_unchanged(folder, before)
+
+
+def test_journal_check_finds_the_end_of_the_valid_records(tmp_path):
+    from flightco.journal import check_journal
+
+    path = tmp_path / "j"
+    good = b'{"op_code": 0}\n{"op_code": 1}\n'
+    path.write_bytes(good + b'{"op_code": 2')
+    c = check_journal(path)
+    assert (c.good_bytes, c.bad_bytes, c.first_bad_line, c.valid_after_damage) == (len(good), 13, 3, False)
+    path.write_bytes(good + b"[1]\n" + good)
+    assert check_journal(path).valid_after_damage  # a JSON line that is not a record is damage too
+    assert check_journal(tmp_path / "missing").intact
