@@ -117,9 +117,10 @@ def _optimize(recipe_path: Path, trials: int | None, timeout: float | None, out:
     from contextlib import nullcontext
 
     from flightco.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path)  # a bad recipe fails here, before optuna and torch are imported
     from flightco.runs import exclusive_run_lock
 
-    recipe = load_recipe(recipe_path)
     updates: dict = {}
     search = recipe.search
     if trials is not None or timeout is not None or seed is not None:
