@@ -10,19 +10,46 @@ import json
 import sys
 import time
 import warnings
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer._click.exceptions import ClickException, UsageError
+from typer.core import TyperGroup
+from typer.exceptions import Abort
 
-from flightco.errors import FlightcoError
+from flightco.errors import FlightcoError, RunError
 
 # Brevitas warns at import about an optional CUDA kernel package that CPU users never need.
 warnings.filterwarnings("ignore", message="fast_hadamard_transform package not found")
 
+class _OneLineErrors(TyperGroup):
+    """Usage errors (a bad option value, a missing argument) as ONE line on stderr with status 2,
+    like every other flightco error, instead of a multi-line panel."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "flightco"
+            err_console.print(f"[red]error:[/] {exc.format_message()} (see `{where} --help`)", soft_wrap=True)
+            sys.exit(2)
+        except ClickException as exc:
+            err_console.print(f"[red]error:[/] {exc.format_message()}", soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except Abort:
+            err_console.print("[yellow]interrupted[/]")
+            sys.exit(130)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
@@ -34,8 +61,29 @@ app = typer.Typer(
         "  flightco export outputs/mobilenet_energy --trial 7 --out model.onnx"
     ),
 )
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())  # piped: never cut lines
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one error = one line
+
+
+class Weights(str, Enum):
+    auto = "auto"
+    final = "final"
+    proxy = "proxy"
+    reference = "reference"
+
+
+class ExportFormat(str, Enum):
+    qcdq = "qcdq"
+    qonnx = "qonnx"
+
+
+class TableFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def _fail(exc: BaseException, code: int = 2) -> None:
@@ -56,8 +104,7 @@ def optimize(
 ) -> None:
     """Search architecture + per-layer bit-widths for the recipe's hardware; re-run to resume.
 
-    With --storage postgresql://..., start `flightco worker --storage ... --study ...` on other
-    processes or machines to share the trials.
+    With --storage postgresql://..., start `flightco worker --storage ... --study ...` on other processes or machines to share the trials. A journal torn by a crash is repaired on resume (the removed bytes are kept beside it).
     """
     try:
         _optimize(recipe, trials, timeout, out, seed, finalists, storage, study)
@@ -70,9 +117,10 @@ def _optimize(recipe_path: Path, trials: int | None, timeout: float | None, out:
     from contextlib import nullcontext
 
     from flightco.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path)  # a bad recipe fails here, before optuna and torch are imported
     from flightco.runs import exclusive_run_lock
 
-    recipe = load_recipe(recipe_path)
     updates: dict = {}
     search = recipe.search
     if trials is not None or timeout is not None or seed is not None:
@@ -87,23 +135,42 @@ def _optimize(recipe_path: Path, trials: int | None, timeout: float | None, out:
     _check_writable(run_dir)
     journal = not (storage or recipe.storage)
     with exclusive_run_lock(run_dir) if journal else nullcontext():
+        if journal:
+            _repair_journal(run_dir)
         _search_and_finalize(recipe, run_dir, storage, study_name, finalists, journal)
+
+
+def _repair_journal(run_dir: Path) -> bool:
+    """Cut a torn journal tail (the caller holds the run folder's lock); say so in one line."""
+    from flightco.journal import check_journal, repair_journal
+    from flightco.runs import JOURNAL_FILE
+
+    path = run_dir / JOURNAL_FILE
+    check = check_journal(path)
+    backup = repair_journal(path)
+    if backup is None:
+        return False
+    err_console.print(f"[yellow]repaired[/] {path}: removed a torn tail of {check.bad_bytes} bytes after line "
+                      f"{check.first_bad_line - 1} (kept in {backup})", soft_wrap=True)
+    return True
 
 
 def _search_and_finalize(recipe, run_dir: Path, storage: str | None, study_name: str | None,
                          finalists: int | None, journal: bool) -> None:
     import torch
 
-    from flightco.progress import RichReporter
+    from flightco.progress import RichReporter, best_so_far
     from flightco.runs import redact
-    from flightco.search import load_context, run_finalists
+    from flightco.search import check_constraints_reachable, load_context, run_finalists
     from flightco.study import create_or_resume_study, finished_trials, recover_orphaned_trials, run_trials
 
     torch.set_num_threads(recipe.threads)
     t0 = time.perf_counter()
     search = recipe.search
     ctx = load_context(recipe, run_dir)
-    study, info = create_or_resume_study(recipe, run_dir, storage, study_name, budget=search.trials)
+    check_constraints_reachable(ctx)
+    study, info = create_or_resume_study(recipe, run_dir, storage, study_name, budget=search.trials,
+                                         notify=lambda text: err_console.print(f"[yellow]note[/]: {text}", soft_wrap=True))
     done = finished_trials(study)
     console.print(
         f"[bold]flightco[/] {recipe.name}: {len(ctx.dataset.train)} train / {len(ctx.dataset.val)} val / "
@@ -114,7 +181,7 @@ def _search_and_finalize(recipe, run_dir: Path, storage: str | None, study_name:
     console.print(f"run folder {run_dir} (study {info.study_name!r} in {redact(info.storage)}); {done} finished trials found")
     k = recipe.training.finalists if finalists is None else finalists
     try:
-        with RichReporter(console, search.trials, done) as reporter:
+        with RichReporter(console, search.trials, done, best=best_so_far(study)) as reporter:
             if journal:
                 recover_orphaned_trials(study, reporter)
             ran = run_trials(study, ctx, reporter, budget=search.trials, timeout_s=search.timeout_s)
@@ -124,13 +191,20 @@ def _search_and_finalize(recipe, run_dir: Path, storage: str | None, study_name:
         err_console.print(f"[yellow]interrupted[/]: {finished_trials(study)} finished trials are kept in {run_dir}; "
                           "run the same command to resume")
         raise typer.Exit(130) from None
+    from flightco.atomic import write_text
+    from flightco.pareto import front_frame
+
     elapsed = time.perf_counter() - t0
-    (run_dir / "last_run.json").write_text(json.dumps({"seconds": elapsed, "trials_run_here": ran,
-                                                       "finished_trials": finished_trials(study)}) + "\n")
+    write_text(run_dir / "last_run.json", json.dumps({"seconds": elapsed, "trials_run_here": ran,
+                                                      "finished_trials": finished_trials(study)}) + "\n")
     _print_front(study)
     _print_references(study)
+    if front_frame(study).empty:
+        console.print(f"done in {elapsed:.0f} s, but [bold]no trial was trained[/]: none met the constraints "
+                      f"or all failed (see [bold]flightco pareto {run_dir} --all[/]); nothing to export")
+        return
     console.print(f"done in {elapsed:.0f} s. Next: [bold]flightco pareto {run_dir} --plot front.png[/], "
-                  f"[bold]flightco export {run_dir} --trial N --out model.onnx[/]")
+                  f"[bold]flightco show {run_dir} --trial N[/], [bold]flightco export {run_dir} --trial N --out model.onnx[/]")
 
 
 @app.command()
@@ -141,8 +215,7 @@ def worker(
 ) -> None:
     """Work on an existing study: run its trials until its budget is met, then exit.
 
-    The recipe, the search space, the hardware profiles and the budget are read from the
-    storage; the worker refuses a study created by different flightco code.
+    The recipe, the search space, the hardware profiles and the budget are read from the storage; the worker refuses a study created by different flightco code.
     """
     try:
         import torch
@@ -168,8 +241,6 @@ def worker(
 
 
 def _check_writable(run_dir: Path) -> None:
-    from flightco.errors import RunError
-
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -185,15 +256,28 @@ def _fmt(v: object, key: str = "") -> str:
     if isinstance(v, float):
         if "accuracy" in key:
             return f"{100 * v:.2f}%"
+        if key in ("macs", "params") and v.is_integer():
+            return f"{int(v):,}"
         return f"{v:.3g}"
     return str(v)
 
 
 def _print_table(df, title: str, columns: list[str]) -> None:
-    table = Table(title=title, title_justify="left")
+    """A rich table on a terminal; when piped, a plain full-width table (no cut columns)."""
     cols = [c for c in columns if c in df.columns]
+    if not console.is_terminal:
+        typer.echo(title)
+        if df.empty:
+            typer.echo("(none)")
+            return
+        plain = df[cols].copy()
+        for c in cols:
+            plain[c] = [_fmt(v, c) for v in plain[c]]
+        typer.echo(plain.to_string(index=False))
+        return
+    table = Table(title=title, title_justify="left")
     for c in cols:
-        table.add_column(c, justify="left" if c in ("bits", "status") else "right")
+        table.add_column(c, justify="left" if c in ("bits", "status") else "right", overflow="fold")
     for _, r in df.iterrows():
         table.add_row(*(_fmt(r[c], c) for c in cols))
     console.print(table)
@@ -217,6 +301,17 @@ def _print_references(study) -> None:
     rows = reference_comparison(study)
     if not rows:
         return
+    if not console.is_terminal:
+        import pandas as pd
+
+        df = pd.DataFrame([{"trial": r["trial"], "bits": r["bits"], "test acc": r["final_test_accuracy"],
+                            "twin": r["reference_bits"], "twin acc": r["reference_test_accuracy"],
+                            "delta acc (pts)": round(r["accuracy_delta_points"], 2), "energy / twin": r["energy_ratio"],
+                            "latency / twin": r["latency_ratio"], "memory / twin": r["memory_ratio"]} for r in rows])
+        df = df.rename(columns={"test acc": "test_accuracy", "twin acc": "twin_accuracy"})
+        _print_table(df, "Finalists vs their uniform-precision twins (final training, test accuracy; costs on the "
+                         "primary profile)", list(df.columns))
+        return
     table = Table(title="Finalists vs their uniform-precision twins (final training, test accuracy; costs on the primary profile)",
                   title_justify="left")
     for c in ("trial", "bits", "test acc", "twin", "twin acc", "Δ acc (pts)", "energy / twin", "latency / twin", "memory / twin"):
@@ -231,13 +326,24 @@ def _print_references(study) -> None:
 @app.command()
 def pareto(
     run: Path = typer.Argument(..., help="Run folder written by `flightco optimize`."),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="Write the table as CSV (one row per trial)."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw accuracy vs cost to this PNG."),
-    all_trials: bool = typer.Option(False, "--all", help="List every finished trial, not only the front."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table to this CSV file (one row per trial, integer MACs, 6 significant digits)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw accuracy vs cost to this file (.png, .svg or .pdf; no suffix: .png)."),
+    all_trials: bool = typer.Option(False, "--all", help="List every trial (failed and infeasible too), not only the front."),
+    fmt: TableFormat = typer.Option(TableFormat.table, "--format", help="How to print to stdout: a table for people, or csv / json for programs."),
 ) -> None:
-    """Show the Pareto front (or all trials), with finalists' uniform-8-bit comparisons."""
+    """Show the Pareto front (or all trials), with finalists' uniform-precision comparisons.
+
+    Read-only: never changes the run folder (a damaged journal is refused with how to repair it).
+    """
     try:
-        from flightco.pareto import all_frame, front_frame, plot_front
+        from flightco.outputs import check_writable_file
+
+        if csv is not None:
+            check_writable_file(csv, "--csv")
+        if plot is not None:
+            plot = _plot_path(plot)
+            check_writable_file(plot, "--plot")
+        from flightco.pareto import all_frame, front_frame, machine_frame, plot_front, records
         from flightco.runs import load_study
 
         _, study = load_study(run)
@@ -245,17 +351,100 @@ def pareto(
 
         console.print(describe_provenance(study.user_attrs.get("profiles")))
         df = all_frame(study) if all_trials else front_frame(study)
-        if all_trials:
-            _print_table(df, f"All finished trials of {study.study_name}: {len(df)}", FRONT_COLUMNS + ["status"])
+        if fmt == TableFormat.csv:
+            typer.echo(machine_frame(df).to_csv(index=False), nl=False)
+        elif fmt == TableFormat.json:
+            typer.echo(json.dumps(records(df), allow_nan=False))
+        elif all_trials:
+            _print_table(df, f"All trials of {study.study_name}: {len(df)}", FRONT_COLUMNS + ["status"])
         else:
             _print_front(study)
             _print_references(study)
+            if df.empty:
+                console.print(f"the front is empty: no trial was trained (see `flightco pareto {run} --all`)")
+        say = err_console.print if fmt != TableFormat.table else console.print
         if csv is not None:
-            csv.parent.mkdir(parents=True, exist_ok=True)
-            df.to_csv(csv, index=False)
-            console.print(f"wrote {csv} ({len(df)} rows)")
+            from flightco.outputs import write_output
+
+            write_output(csv, "--csv", lambda tmp: machine_frame(df).to_csv(tmp, index=False))
+            say(f"wrote {csv} ({len(df)} rows)")
         if plot is not None:
-            console.print(f"wrote {plot_front(study, plot)}")
+            say(f"wrote {plot_front(study, plot)}")
+    except FlightcoError as exc:
+        _fail(exc)
+
+
+def _plot_path(plot: Path) -> Path:
+    from flightco.errors import OutputError
+
+    if plot.suffix == "":
+        return plot.with_name(plot.name + ".png")
+    if plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise OutputError(f"--plot: {plot} must end in {', '.join(PLOT_SUFFIXES)} (or have no suffix, for .png)")
+    return plot
+
+
+@app.command()
+def show(
+    run: Path = typer.Argument(..., help="Run folder written by `flightco optimize`."),
+    trial: int = typer.Option(..., "--trial", help="Trial number (see `flightco pareto`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """One trial in full: its architecture and per-layer bits, its costs on every profile, its status and accuracies, and where its weights are."""
+    try:
+        from flightco.runs import load_study
+        from flightco.trialinfo import describe_trial
+
+        _, study = load_study(run)
+        info = describe_trial(study, run, trial)
+        if as_json:
+            typer.echo(json.dumps(info, allow_nan=False))
+            return
+        _print_trial(info)
+    except FlightcoError as exc:
+        _fail(exc)
+
+
+def _print_trial(info: dict) -> None:
+    import pandas as pd
+
+    acc = info.get("accuracy", {})
+    console.print(f"[bold]trial {info['trial']}[/] of {info['study']}: {info['state']}, {info['status']}; {info['bits']}")
+    parts = [f"proxy (val) {_fmt(acc.get('proxy_val'), 'accuracy')}"]
+    if acc.get("final_test") is not None:
+        parts.append(f"final (test) {_fmt(acc['final_test'], 'accuracy')}")
+    if acc.get("reference_test") is not None:
+        parts.append(f"{acc.get('reference_bits')} twin (test) {_fmt(acc['reference_test'], 'accuracy')}")
+    console.print("accuracy: " + ", ".join(parts))
+    g = info["architecture"]
+    console.print(f"input {g['in_channels']}x{g['resolution']}x{g['resolution']}, {g['num_classes']} classes, "
+                  f"stem {g['stem_channels']} channels k{g['stem_kernel']}/{g['stem_stride']}, {len(g['blocks'])} blocks")
+    _print_table(pd.DataFrame(info["layers"]), "Layers (fused kernels) and their precision",
+                 ["kernel", "op", "shape", "w_bits", "a_bits", "macs"])
+    _print_table(pd.DataFrame([{"profile": k, **v} for k, v in info["costs"].items()]),
+                 "Predicted costs per profile", ["profile", "latency_ms", "energy_mj", "memory_kb"])
+    for label, path in info["weights"].items():
+        console.print(f"{label} weights: {path}")
+    if not info["weights"]:
+        console.print("no stored weights (not trained)")
+
+
+@app.command()
+def repair(
+    run: Path = typer.Argument(..., help="Run folder whose journal was torn by a crash."),
+) -> None:
+    """Repair a run folder's journal after a crash mid-write: cut the torn last record and keep the removed bytes beside it (study.journal.torn-<time>)."""
+    try:
+        from flightco.journal import check_journal
+        from flightco.runs import JOURNAL_FILE, exclusive_run_lock, read_run_info
+
+        info = read_run_info(run)
+        if info.storage != "journal":
+            raise RunError(f"{run}: its study is in {info.storage}, not in a journal file; nothing to repair here")
+        with exclusive_run_lock(run):
+            if not _repair_journal(run):
+                c = check_journal(run / JOURNAL_FILE)
+                console.print(f"{run / JOURNAL_FILE}: intact ({c.good_bytes} bytes of valid records); nothing to do")
     except FlightcoError as exc:
         _fail(exc)
 
@@ -264,20 +453,20 @@ def pareto(
 def export(
     run: Path = typer.Argument(..., help="Run folder written by `flightco optimize`."),
     trial: int = typer.Option(..., "--trial", help="Trial number (see `flightco pareto`)."),
-    out: Path = typer.Option(..., "--out", help="Output .onnx file; a .json and .md report are written beside it."),
-    weights: str = typer.Option("auto", "--weights", help="auto (final if trained, else proxy), final, proxy or reference."),
-    min_agreement: float = typer.Option(0.995, "--min-agreement", help="Fail when the exported file's top-1 agrees with PyTorch on fewer test images."),
-    fmt: str = typer.Option("qcdq", "--format", help="qcdq (standard Q/DQ ONNX for onnxruntime/TensorRT, dynamic batch) or qonnx (Quant nodes at any bit-width, batch 1, for FINN)."),
+    out: Path = typer.Option(..., "--out", help="Output .onnx file; reports <file>.json and <file>.md are written beside it (never inside a run folder's own files)."),
+    weights: Weights = typer.Option(Weights.auto, "--weights", help="Which trained weights: auto (final if trained, else proxy), final, proxy or reference (the uniform-precision twin)."),
+    min_agreement: float = typer.Option(0.995, "--min-agreement", min=0.0, max=1.0, help="Fail when the exported file's top-1 agrees with PyTorch on a smaller fraction of test images (0 to 1)."),
+    fmt: ExportFormat = typer.Option(ExportFormat.qcdq, "--format", help="qcdq: standard Q/DQ ONNX for onnxruntime/TensorRT, dynamic batch. qonnx: Quant nodes at any bit-width, batch 1, for FINN."),
 ) -> None:
     """Export a trial to ONNX and verify the file against PyTorch on test images.
 
-    QCDQ files run in onnxruntime on all test images; QONNX files in the qonnx package's
-    reference executor on the first 100 (it runs node by node).
+    QCDQ files run in onnxruntime on all test images; QONNX files in the qonnx package's reference executor on the first 100 (it runs node by node).
     """
     try:
-        from flightco.export import export_trial
+        from flightco.export import check_export_paths, export_trial
 
-        r = export_trial(run, trial, out, weights=weights, min_agreement=min_agreement, fmt=fmt)
+        check_export_paths(out, min_agreement)
+        r = export_trial(run, trial, out, weights=weights.value, min_agreement=min_agreement, fmt=fmt.value)
         console.print(
             f"wrote {r.file} ({r.weights} weights, {r.bits}); {r.runtime} vs PyTorch on {r.test_images} test images: "
             f"top-1 agreement {100 * r.top1_agreement:.2f}%, max |diff| {r.max_abs_diff:.2g}, "

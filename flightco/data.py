@@ -63,6 +63,30 @@ def dataset_names() -> list[str]:
     return sorted(_LOADERS)
 
 
+def check_options(name: str, root: object, options: dict) -> None:
+    """Refuse ``dataset.options`` (and ``dataset.root``) that the loader would silently ignore."""
+    import inspect
+
+    params = [p for p in inspect.signature(_LOADERS[name]).parameters.values()
+              if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    allowed = [p.name for p in params if p.name != "root"]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        verb = "does" if len(unknown) == 1 else "do"
+        raise DataError(f"dataset.options: {', '.join(map(repr, unknown))} {verb} not apply to dataset {name}; "
+                        f"allowed: {', '.join(allowed) or 'none'}")
+    if root is not None and "root" not in [p.name for p in params]:
+        raise DataError(f"dataset.root does not apply to dataset {name} (it reads no files)")
+    for p in params:
+        if p.name in options and isinstance(p.default, (bool, int, float)) and p.default is not None:
+            v = options[p.name]
+            kind = type(p.default)
+            ok = isinstance(v, bool) if kind is bool else (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                            and (kind is float or float(v).is_integer()))
+            if not ok:
+                raise DataError(f"dataset.options.{p.name} must be a {kind.__name__}, got {v!r}")
+
+
 # ---- loaders --------------------------------------------------------------------------------
 
 
@@ -110,8 +134,12 @@ def load_cifar10(root: Path | None = None, **_: object):
                 d = pickle.load(fh, encoding="bytes")
             data = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
             labels = np.asarray(d[b"labels"], dtype=np.int64)
-        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as exc:
-            raise DataError(f"{path}: not a CIFAR-10 python batch ({exc.__class__.__name__})") from None
+        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError, AttributeError,
+                IndexError, ImportError) as exc:
+            raise DataError(f"{path}: not a CIFAR-10 python batch (expected a pickled dict with b'data' "
+                            f"and b'labels'; {exc.__class__.__name__})") from None
+        if len(labels) != len(data):
+            raise DataError(f"{path}: not a CIFAR-10 python batch ({len(data)} images but {len(labels)} labels)")
         return data, labels
 
     parts = [read(p) for p in train_files]
@@ -214,6 +242,7 @@ def load_dataset(
     """
     if name not in _LOADERS:
         raise DataError(f"dataset.name must be one of {', '.join(dataset_names())}, got {name!r}")
+    check_options(name, root, options or {})
     x, y, xt, yt = _LOADERS[name](root=Path(root) if root else None, **(options or {}))
     if xt is None:
         keep, held = stratified_split(y, test_fraction, seed=12345)  # fixed: test set never moves
@@ -231,6 +260,10 @@ def load_dataset(
     def split(a: np.ndarray, b: np.ndarray) -> Split:
         return Split(_to_tensor(a, mean, std), torch.from_numpy(b.astype(np.int64)))
 
+    for what, labels in (("training", y), ("validation", yv), ("test", yt)):
+        if len(labels) == 0:
+            raise DataError(f"dataset: the {what} split of {name} is empty ({len(y) + len(yv)} train+val, "
+                            f"{len(yt)} test images); add images or raise dataset.test_fraction/val_fraction")
     num_classes = int(max(y.max(), yt.max())) + 1
     return Dataset(
         name=name,

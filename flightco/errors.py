@@ -34,3 +34,7 @@ class RunError(FlightcoError):
 
 class ExportError(FlightcoError):
     """An export failed or did not verify."""
+
+
+class OutputError(FlightcoError):
+    """A file the user asked for cannot be written where asked."""

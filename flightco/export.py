@@ -8,7 +8,7 @@ Verification is not optional: after writing the file, it is executed — QCDQ in
 session on all held-out test images, QONNX with the ``qonnx`` package's reference executor
 (node by node, slow) on the first ``QONNX_VERIFY_IMAGES`` — and compared with the PyTorch model
 (max abs difference of logits, top-1 agreement, accuracy of each). The figures are written next
-to the file as ``<name>.json`` and ``<name>.md``. Agreement below ``min_agreement`` is an error.
+to the file as ``<file>.json`` and ``<file>.md`` (``model.onnx.json``). Agreement below ``min_agreement`` is an error.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def export_trial(
     """Rebuild trial ``number``'s model, export it to ``out`` as ``fmt``, verify, write the report."""
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    check_export_paths(Path(out), min_agreement)
     _, study = load_study(run_dir)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if number not in trials:
@@ -141,7 +142,10 @@ def export_trial(
         x, y = x[:max_images], y[:max_images]
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"--out: cannot create folder {out.parent} ({exc.strerror or exc})") from None
     if fmt == "qonnx":
         export_qonnx_file(model, x[:1], out)
         ort_logits = run_qonnx(out, x.numpy())
@@ -165,14 +169,36 @@ def export_trial(
         metrics=genome_metrics(genome, [load_profile(p) for p in recipe.hardware_paths], mean_terms(terms)),
         flight_terms=terms,
     )
-    out.with_suffix(".json").write_text(json.dumps(asdict(report), indent=2) + "\n")
-    out.with_suffix(".md").write_text(report.markdown())
+    from flightco.atomic import write_text
+
+    json_path, md_path = report_paths(out)
+    write_text(json_path, json.dumps(asdict(report), indent=2) + "\n")
+    write_text(md_path, report.markdown())
     if report.top1_agreement < min_agreement:
         raise ExportError(
             f"{out}: {runtime} agrees with PyTorch on only {100 * report.top1_agreement:.2f}% of test images "
-            f"(< {100 * min_agreement:.1f}%); report in {out.with_suffix('.json')}"
+            f"(< {100 * min_agreement:.1f}%); report in {json_path}"
         )
     return report
+
+
+def report_paths(out: Path) -> tuple[Path, Path]:
+    """The reports beside an exported file: ``<file>.json`` and ``<file>.md`` (``model.onnx.json``),
+    the full file name plus a suffix, so they can never be mistaken for (or replace) another file."""
+    out = Path(out)
+    return out.with_name(out.name + ".json"), out.with_name(out.name + ".md")
+
+
+def check_export_paths(out: Path, min_agreement: float) -> None:
+    """Refuse, before anything is read or written, an output that cannot be written or that would
+    replace a run folder's own files (the file or either report), and a meaningless threshold."""
+    from flightco.outputs import check_writable_file
+
+    if not 0.0 <= min_agreement <= 1.0:
+        raise ExportError(f"--min-agreement must be a fraction between 0 and 1 (e.g. 0.995), got {min_agreement:g}")
+    check_writable_file(out, "--out")
+    for path in report_paths(out):
+        check_writable_file(path, "--out (its report)")
 
 
 def _version(package: str) -> str:

@@ -91,47 +91,104 @@ def _ratio(a: dict[str, float], b: dict[str, float], key: str) -> float | None:
     return a[key] / b[key] if a.get(key) and b.get(key) else None
 
 
+INTEGER_COLUMNS = ("trial", "macs", "params")
+
+
+def machine_frame(df: pd.DataFrame, digits: int = 6) -> pd.DataFrame:
+    """The table for programs (CSV/JSON): integer counts as integers, floats rounded to ``digits``
+    significant digits (no ``0.30000000000000004`` noise), missing values empty."""
+    import math
+
+    out = df.copy()
+    for c in out.columns:
+        if c in INTEGER_COLUMNS:
+            out[c] = out[c].astype("Int64")
+        elif pd.api.types.is_float_dtype(out[c]):
+            out[c] = [None if v is None or not math.isfinite(v) else float(f"{v:.{digits}g}") for v in out[c]]
+    return out
+
+
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of :func:`machine_frame` as plain JSON-ready dicts (missing values: ``None``)."""
+    out = []
+    for row in machine_frame(df).to_dict(orient="records"):
+        out.append({k: (None if v is None or (not isinstance(v, str) and pd.isna(v))
+                        else v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+    return out
+
+
 def plot_front(study: optuna.Study, path: Path, cost_metric: str | None = None) -> Path:
-    """Scatter every trained trial (grey), the proxy front (blue) and finalists' final test
-    accuracy (stars) with their uniform-precision twins (crosses) against one cost metric."""
+    """Two panels against one cost metric (log axis). Left, the search: every trained trial
+    (grey), the proxy Pareto front as a staircase with trial numbers, infeasible (untrained)
+    trials as red crosses along the bottom at their cost. Right, the finalists' final test
+    accuracy (stars) with their uniform-precision twins (crosses). Proxy and final accuracies
+    are different measurements (validation after a short training vs test after the full one),
+    so they get separate axes; the legend sits below the panels, off the points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from flightco.atomic import atomic_path
+
     objectives = study.user_attrs.get("objectives", [])
     cost_metric = cost_metric or next((m for m in objectives if m != "accuracy"), "energy_mj")
+    minimize_cost = True
+    if cost_metric in objectives:
+        minimize_cost = study.directions[objectives.index(cost_metric)].name == "MINIMIZE"
     all_df = all_frame(study)
-    all_df = all_df[all_df["accuracy"].notna()] if not all_df.empty else all_df
+    trained = all_df[all_df["accuracy"].notna()] if not all_df.empty else all_df
+    infeasible = (all_df[all_df["status"].astype(str).str.startswith("infeasible")]
+                  if not all_df.empty and cost_metric in all_df.columns else all_df.iloc[0:0])
     front = front_frame(study)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    if not all_df.empty:
-        ax.scatter(all_df[cost_metric], all_df["accuracy"], c="0.7", s=18, label="trials (proxy, val)")
+    comps = reference_comparison(study)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.8), dpi=120, sharex=True)
+    if not trained.empty:
+        ax.scatter(trained[cost_metric], trained["accuracy"], c="0.7", s=18, label="trained trial (proxy, validation)")
     if not front.empty:
-        f = front.sort_values(cost_metric)
-        ax.plot(f[cost_metric], f["accuracy"], "o-", c="tab:blue", ms=5, label="Pareto front (proxy, val)")
-    for comp in reference_comparison(study):
-        key = cost_metric
-        final = finals_of(study)[comp["trial"]]
-        ax.scatter(final["final"]["metrics"][key], comp["final_test_accuracy"], marker="*", s=140, c="tab:red",
-                   zorder=5, label="finalist (final, test)")
-        ax.scatter(final["reference"]["metrics"][key], comp["reference_test_accuracy"], marker="x", s=60,
-                   c="black", zorder=5, label=f"{comp['reference_bits']} twin (final, test)")
-        ax.plot([final["final"]["metrics"][key], final["reference"]["metrics"][key]],
-                [comp["final_test_accuracy"], comp["reference_test_accuracy"]], ":", c="0.4", lw=1)
-        ax.annotate(f"#{comp['trial']}", (final["final"]["metrics"][key], comp["final_test_accuracy"]),
-                    textcoords="offset points", xytext=(6, -10), fontsize=8)
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="lower right")
-    ax.set_xscale("log")
-    ax.set_xlabel(cost_metric)
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"{study.study_name}: accuracy vs {cost_metric}")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
+        f = front.sort_values(cost_metric, ascending=minimize_cost)
+        ax.step(f[cost_metric], f["accuracy"], where="post", c="tab:blue", lw=1.2)
+        ax.scatter(f[cost_metric], f["accuracy"], c="tab:blue", s=28, zorder=4, label="Pareto front (proxy, validation)")
+        for _, r in f.iterrows():
+            ax.annotate(f"#{int(r['trial'])}", (r[cost_metric], r["accuracy"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7, color="tab:blue")
+    if not infeasible.empty:
+        low = trained["accuracy"].min() if not trained.empty else 0.0
+        ax.scatter(infeasible[cost_metric], [low] * len(infeasible), marker="x", c="tab:red", s=22, zorder=3,
+                   label="infeasible, not trained (at its cost)")
+    finals = finals_of(study)
+    for comp in comps:
+        final = finals[comp["trial"]]
+        xf, xr = final["final"]["metrics"][cost_metric], final["reference"]["metrics"][cost_metric]
+        ax2.scatter(xf, comp["final_test_accuracy"], marker="*", s=140, c="tab:red", zorder=5,
+                    label="finalist (final training, test)")
+        ax2.scatter(xr, comp["reference_test_accuracy"], marker="x", s=60, c="black", zorder=5,
+                    label=f"{comp['reference_bits']} twin (final training, test)")
+        ax2.plot([xf, xr], [comp["final_test_accuracy"], comp["reference_test_accuracy"]], ":", c="0.4", lw=1)
+        ax2.annotate(f"#{comp['trial']}", (xf, comp["final_test_accuracy"]), textcoords="offset points",
+                     xytext=(6, -10), fontsize=8)
+    if not comps:
+        ax2.text(0.5, 0.5, "no finalists trained yet", ha="center", va="center", transform=ax2.transAxes, color="0.4")
+    for a, ylabel, title in ((ax, "proxy accuracy (validation)", "search"),
+                             (ax2, "final accuracy (test)", "finalists")):
+        if a.has_data():
+            a.set_xscale("log")
+        a.set_xlabel(cost_metric)
+        a.set_ylabel(ylabel)
+        a.set_title(f"{study.study_name}: {title}", fontsize=10)
+        a.grid(True, alpha=0.3)
+    handles, labels = [], []
+    for a in (ax, ax2):
+        for h, lab in zip(*a.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(handles)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png")
     plt.close(fig)
     return path

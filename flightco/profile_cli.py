@@ -21,9 +21,15 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(2)
 
 
-def _write_profile(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200))
+def _write_profile(path: Path, data: dict, option: str = "--out") -> None:
+    """Validate ``data`` as a profile first, then write it atomically: a failed fit or a bad
+    option never leaves an invalid file or replaces a good one."""
+    from flightco.hw.profile import profile_from_data
+    from flightco.outputs import write_output
+
+    profile_from_data(data, str(path))  # raises before anything is written
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200)
+    write_output(path, option, lambda tmp: tmp.write_text(text))
 
 
 def _predict_and_measure(prof, space: Path, networks: int, seed: int, threads: int,
@@ -73,6 +79,8 @@ def fit(
         from flightco.hw.profile import load_profile
         from flightco.hw.table import read_table
 
+        from flightco.outputs import check_writable_file
+
         if kind not in ("learned", "measured"):
             raise ProfileError(f"--kind must be learned or measured, got {kind!r}")
         base_data = _base_data(base)
@@ -82,6 +90,7 @@ def fit(
             bits = sorted({int(b) for b in supported_bits.split(",")})
         except ValueError:
             raise ProfileError(f"--supported-bits must be integers separated by commas, got {supported_bits!r}") from None
+        check_writable_file(out, "--out")
         rows = read_table(measurements)
         meta = _table_metadata(measurements)
         runtime_spec = {"name": runtime, "version": meta.get("runtime_version", ""), "threads": int(meta.get("threads", 1) or 1)}
@@ -90,8 +99,7 @@ def fit(
                             float(meta.get("session_overhead_ms", 0.0) or 0.0),
                             description=f"{kind} profile fitted on {len(rows)} rows of {measurements.name}",
                             base=base_data)
-        _write_profile(out, data)
-        load_profile(out)  # fails now, not later, if the rows cannot be fitted
+        _write_profile(out, data)  # validated (rows fitted) before anything is written
         typer.echo(f"wrote {out} ({kind}, {len(rows)} rows)")
     except FlightcoError as exc:
         _fail(exc)
@@ -204,6 +212,8 @@ def measure(
             thread_counts = sorted({int(t) for t in threads.split(",")})
         except ValueError:
             raise ProfileError(f"--threads must be integers separated by commas, got {threads!r}") from None
+        if any(t < 1 for t in thread_counts):
+            raise ProfileError(f"--threads must be positive thread counts (1, 2, ...), got {threads!r}")
         sampled = sample_layers(SearchSpace.load(space), layers, seed)
         for t in thread_counts:
             path = out if len(thread_counts) == 1 else out.with_name(f"{out.stem}.t{t}{out.suffix}")
@@ -338,8 +348,7 @@ def breakdown(
 ) -> None:
     """Per-kernel latency, energy and executed precision of one network under PROFILE.
 
-    Shows where a network's cost goes (which kernels, compute- or memory-bound) and which
-    requested bit-widths the target really runs.
+    Shows where a network's cost goes (which kernels, compute- or memory-bound) and which requested bit-widths the target really runs (weightless add/pool kernels show activation bits only).
     """
     try:
         from rich.table import Table
@@ -356,17 +365,27 @@ def breakdown(
             typer.echo(json.dumps({"network": what, "profile": prof.name, **costs.as_dict(),
                                    "layers": [c._asdict() for c in costs.layers]}))
             return
+        columns = ("kernel", "op", "shape", "requested", "executed", "latency µs", "energy nJ", "share of energy", "bound")
         table = Table(title=f"{prof.name}: {what}")
-        for col in ("kernel", "op", "shape", "requested", "executed", "latency µs", "energy nJ", "share of energy", "bound"):
+        for col in columns:
             table.add_column(col, justify="left" if col in ("kernel", "op", "shape", "bound") else "right")
         for lw, c in zip(layers, costs.layers):
             shape = f"{lw.cin}→{lw.cout} {lw.h}×{lw.w} k{lw.k}/{lw.stride}"
             terms = f" (≤{lw.w_terms:g} pow2 terms)" if lw.w_terms else ""
             share = c.energy_mj / costs.energy_mj if costs.energy_mj else 0.0
-            table.add_row(lw.name, lw.op, shape, f"W{lw.w_bits}A{lw.a_bits}{terms}",
-                          f"W{c.executed_w_bits}A{c.executed_a_bits}", f"{c.latency_ms * 1e3:.2f}",
+            weightless = lw.op in ("add", "pool")  # no weights: only activation bits mean anything
+            requested = f"A{lw.a_bits}" if weightless else f"W{lw.w_bits}A{lw.a_bits}{terms}"
+            executed = f"A{c.executed_a_bits}" if weightless else f"W{c.executed_w_bits}A{c.executed_a_bits}"
+            table.add_row(lw.name, lw.op, shape, requested, executed, f"{c.latency_ms * 1e3:.2f}",
                           f"{c.energy_mj * 1e6:.2f}", f"{100 * share:.1f}%", c.bound)
-        console.print(table)
+        if console.is_terminal:
+            console.print(table)
+        else:  # piped: a plain full-width table, never cut at 80 columns
+            import pandas as pd
+
+            typer.echo(table.title)
+            rows = [[cell for cell in col.cells] for col in table.columns]
+            typer.echo(pd.DataFrame(dict(zip(columns, rows))).to_string(index=False))
         console.print(f"total: latency {costs.latency_ms * 1e3:.2f} µs, energy {costs.energy_mj * 1e6:.2f} nJ, "
                       f"memory {costs.memory_kb:.1f} KB (weights at executed bits + peak activations)")
         console.print(prof.describe_precision())

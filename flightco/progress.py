@@ -14,7 +14,8 @@ from flightco.space import Genome
 class RichReporter:
     """Implements :class:`flightco.search.Reporter` with a live rich progress display."""
 
-    def __init__(self, console: Console, total_trials: int | None, done: int) -> None:
+    def __init__(self, console: Console, total_trials: int | None, done: int,
+                 best: dict[str, float] | None = None) -> None:
         self.console = console
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -22,7 +23,9 @@ class RichReporter:
         )
         self.trials = self.progress.add_task("trials", total=total_trials, completed=done)
         self.epochs = self.progress.add_task("  training", total=1, visible=False)
-        self.best: dict[str, float] = {}
+        self.best: dict[str, float] = dict(best or {})
+        if self.best:
+            self.progress.update(self.trials, description=f"trials (best proxy acc {self.best['accuracy']:.3f})")
 
     def __enter__(self) -> RichReporter:
         self.progress.__enter__()
@@ -56,3 +59,17 @@ class RichReporter:
     def stage(self, text: str) -> None:
         self.progress.update(self.epochs, description=f"  {text}", completed=0, visible=True)
         self.console.print(f"[bold]{text}[/]")
+
+
+def best_so_far(study: Any) -> dict[str, float]:
+    """The most accurate trained trial already in the study (earlier sessions and other workers
+    included), so a resumed run's progress line does not forget them."""
+    from optuna.trial import TrialState
+
+    best: dict[str, float] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        proxy = t.user_attrs.get("proxy")
+        if proxy and proxy.get("val_accuracy", -1) > best.get("accuracy", -1):
+            metrics = t.user_attrs.get("metrics", {})
+            best = {"accuracy": proxy["val_accuracy"], **{k: metrics[k] for k in ("energy_mj", "latency_ms") if k in metrics}}
+    return best

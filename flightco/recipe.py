@@ -178,17 +178,53 @@ class Recipe(_Strict):
         }
         return d
 
-    def search_fingerprint(self) -> str:
-        """Hash of what defines the search: the recipe's search-relevant fields and the *contents*
-        of its search space and profiles (not their paths, nor budget, output or storage).
-        A resumed run or an attaching worker must match it."""
+    def search_fingerprint_parts(self) -> dict[str, str]:
+        """Hashes of each part of the recipe that defines the search (the *contents* of its search
+        space and profiles, not their paths; not the budget, output, storage or threads; not the
+        final-stage settings ``training.final``, ``training.finalists``, ``training.reference_bits``,
+        which only matter after the search and may change on resume). Kept per part so a refused
+        resume can say which part changed."""
         d = self.to_stored()
-        for k in ("search", "output", "storage", "description", "threads", "search_space", "hardware"):
-            d.pop(k, None)
-        d["search_seed"] = self.search.seed
-        d["sampler"] = self.search.sampler
-        d["population_size"] = self.search.population_size
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        files = d["files"]
+
+        def h(v: Any) -> str:
+            return hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:16]
+
+        return {
+            "name": h(d["name"]),
+            "dataset": h(d["dataset"]),
+            "objectives": h(d["objectives"]),
+            "constraints": h(d["constraints"]),
+            "training.proxy": h(d["training"]["proxy"]),
+            "search.seed": h(self.search.seed),
+            "search.sampler": h(self.search.sampler),
+            "search.population_size": h(self.search.population_size),
+            "search_space (file contents)": h(files["search_space"]),
+            "hardware (profile contents)": h([_profile_content(text) for text in files["hardware"]]),
+        }
+
+    def search_fingerprint(self) -> str:
+        """Hash of what defines the search (see :meth:`search_fingerprint_parts`).
+        A resumed run or an attaching worker must match it."""
+        return hashlib.sha256(json.dumps(self.search_fingerprint_parts(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def final_settings(self) -> dict[str, Any]:
+        """The final-stage settings, which may change between sessions of one run."""
+        t = self.training
+        return {"training.final": t.final.model_dump(mode="json"), "training.finalists": t.finalists,
+                "training.reference_bits": t.reference_bits}
+
+
+def _profile_content(text: str) -> Any:
+    """What a profile prices with: its parsed YAML without the ``validation:`` record (recording a
+    validation with `flightco profile eval --record` must not block resuming a run that uses it)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return {k: v for k, v in data.items() if k != "validation"} if isinstance(data, dict) else text
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -217,12 +253,25 @@ def recipe_from_stored(d: dict[str, Any], files_dir: Path | None = None) -> Reci
     if files_dir is not None and files:
         files_dir = Path(files_dir)
         files_dir.mkdir(parents=True, exist_ok=True)
-        (files_dir / "search_space.yaml").write_text(files["search_space"])
+        from flightco.atomic import write_text
+
+        if _differs(files_dir / "search_space.yaml", files["search_space"]):
+            write_text(files_dir / "search_space.yaml", files["search_space"])
         d["search_space"] = str(files_dir / "search_space.yaml")
         paths = []
         for i, text in enumerate(files["hardware"]):
             path = files_dir / f"hardware_{i}.yaml"
-            path.write_text(text)
+            if _differs(path, text):
+                write_text(path, text)
             paths.append(str(path))
         d["hardware"] = paths
     return validate(Recipe, d, "stored recipe", RecipeError)
+
+
+def _differs(path: Path, text: str) -> bool:
+    """Whether ``path`` must be (re)written to hold ``text`` (read-only commands then leave an
+    up-to-date copy untouched)."""
+    try:
+        return path.read_text() != text
+    except (OSError, UnicodeDecodeError):
+        return True

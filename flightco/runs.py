@@ -35,6 +35,8 @@ RUN_FILE = "run.json"
 JOURNAL_FILE = "study.journal"
 RESERVED_NAMES = frozenset({RUN_FILE, JOURNAL_FILE, "finals.json", "last_run.json", ".lock", "trials", ".recipe"})
 """Names inside a run folder that belong to the run: no user-requested output may replace them."""
+RESERVED_PREFIXES = (JOURNAL_FILE + ".", RUN_FILE + ".", ".")
+"""...nor files starting like these (the journal's lock and torn-tail backups, temp files)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class RunInfo:
     storage: str  # "journal" for the default file in the run folder, else an Optuna storage URL
     fingerprint: str
     flightco_version: str = __version__
+    fingerprint_parts: dict[str, str] | None = None  # part -> hash, to name what changed
 
 
 def is_rdb_url(url: str) -> bool:
@@ -129,11 +132,23 @@ def exclusive_run_lock(run_dir: Path) -> Iterator[None]:
         fh.close()
 
 
+def normalize_storage_url(url: str) -> str:
+    """Make a relative ``sqlite:///FILE`` absolute (against the current folder, where the user
+    typed it), so that ``run.json`` names the same database from wherever ``pareto`` runs later."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        rest = url[len(prefix):]
+        path, sep, query = rest.partition("?")
+        if path:
+            return prefix + str(Path(path).resolve()) + sep + query
+    return url
+
+
 def write_run_info(run_dir: Path, info: RunInfo) -> None:
+    from flightco.atomic import write_text
+
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / (RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
-    tmp.replace(run_dir / RUN_FILE)
+    write_text(run_dir / RUN_FILE, json.dumps(asdict(info), indent=2) + "\n")
 
 
 def read_run_info(run_dir: Path) -> RunInfo:
@@ -143,14 +158,28 @@ def read_run_info(run_dir: Path) -> RunInfo:
     if not path.is_file():
         raise RunError(f"{run_dir}: not a flightco run folder (no {RUN_FILE})")
     try:
-        return RunInfo(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise RunError(f"{path}: unreadable ({exc.__class__.__name__})") from None
+        data = json.loads(path.read_text())
+        info = RunInfo(**data)
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError, OSError) as exc:
+        raise RunError(f"{path}: unreadable ({exc.__class__.__name__}); the run folder's own file was "
+                       "damaged or replaced") from None
+    if not all(isinstance(v, str) for v in (info.study_name, info.storage, info.fingerprint)):
+        raise RunError(f"{path}: unreadable (study_name, storage and fingerprint must be strings)")
+    return info
 
 
 def load_study(run_dir: Path) -> tuple[RunInfo, optuna.Study]:
-    """Open the study a run folder points at, read-only use intended."""
+    """Open the study a run folder points at, read-only: a damaged journal is refused (with how
+    to repair it), never modified; a missing SQLite file is refused, never created."""
+    from flightco.journal import refuse_if_damaged
+
     info = read_run_info(run_dir)
+    if info.storage == "journal":
+        refuse_if_damaged(Path(run_dir) / JOURNAL_FILE, Path(run_dir))
+    elif info.storage.startswith("sqlite:///"):
+        db = info.storage[len("sqlite:///"):].split("?", 1)[0]
+        if db and db != ":memory:" and not Path(db).is_file():
+            raise RunError(f"{run_dir}: its storage {info.storage} does not exist (moved or deleted?)")
     storage = open_storage(info.storage, Path(run_dir))
     try:
         study = optuna.load_study(study_name=info.study_name, storage=storage)
@@ -167,7 +196,7 @@ def check_output_path(path: Path, option: str) -> None:
     for folder in [path.parent, *path.parent.parents]:
         if (folder / RUN_FILE).is_file():
             rel = path.relative_to(folder)
-            if rel.parts[0] in RESERVED_NAMES:
+            if rel.parts[0] in RESERVED_NAMES or rel.parts[0].startswith(RESERVED_PREFIXES):
                 raise RunError(f"{option}: {path} would overwrite run folder {folder}'s own {rel.parts[0]}; "
                                "choose another file name or folder")
             return

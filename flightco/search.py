@@ -110,6 +110,47 @@ def _check_metric_names(ctx: SearchContext) -> None:
             raise RunError(f"recipe: metric {m!r} is unknown; profile-prefixed metrics use the profile names ({profiles})")
 
 
+REACHABILITY_SAMPLES = 500
+
+
+def check_constraints_reachable(ctx: SearchContext, samples: int = REACHABILITY_SAMPLES) -> None:
+    """Refuse, before any trial, constraints that no network of the space can meet.
+
+    Costs are torch-free and take microseconds, so the smallest network of the space (the
+    smallest of every numeric choice: the cheapest in practice) and ``samples`` random ones are
+    priced; if none is feasible, the search would only burn its budget on untrained trials.
+    """
+    import random
+
+    constraints = ctx.recipe.constraints
+    if not constraints:
+        return
+    rng = random.Random(ctx.recipe.search.seed)
+
+    class Smallest:
+        def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+            ints = [c for c in choices if isinstance(c, int)]
+            return min(ints) if ints else choices[0]
+
+    class Random:
+        def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+            return rng.choice(list(choices))
+
+    best: dict[str, float] = {}
+    for trial in [Smallest()] + [Random() for _ in range(samples)]:
+        metrics = genome_metrics(make_genome(trial, ctx), ctx.profiles)
+        violations = {str(c): c.violation(metrics[c.metric]) for c in constraints}
+        if all(v <= 0 for v in violations.values()):
+            return
+        for c in constraints:
+            v = metrics[c.metric]
+            if str(c) not in best or c.violation(v) < c.violation(best[str(c)]):
+                best[str(c)] = v
+    closest = ", ".join(f"{name} (closest: {v:.4g})" for name, v in best.items())
+    raise RunError(f"constraints: no network of the search space meets {closest} among the smallest and "
+                   f"{samples} random ones; relax the constraint(s) or widen the space")
+
+
 def sample_any_genome(ctx: SearchContext) -> Genome:
     """The first choice of every option: a valid Genome for checks."""
 
@@ -172,10 +213,11 @@ def save_weights(model: Any, genome: Genome, path: Path) -> None:
     """Save state dict + genome atomically (a crash never leaves a half-written file)."""
     import torch
 
+    from flightco.atomic import atomic_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"genome": genome.to_dict(), "state_dict": model.state_dict()}, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save({"genome": genome.to_dict(), "state_dict": model.state_dict()}, tmp)
 
 
 class Objective:
@@ -331,8 +373,17 @@ def run_finalists(study: optuna.Study, ctx: SearchContext, reporter: Reporter, k
                 entry[label]["flight_terms"] = terms
         study.set_user_attr(key, entry)
         results.append(entry)
-    (Path(ctx.run_dir) / "finals.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_finals_file(study, Path(ctx.run_dir))
     return results
+
+
+def write_finals_file(study: optuna.Study, run_dir: Path) -> None:
+    """``finals.json``: every finalist the study holds, from all sessions (rebuilt from the study's
+    ``final:<trial>`` attributes, which are the record), written atomically."""
+    from flightco.atomic import write_text
+
+    finals = [v for _, v in sorted(finals_of(study).items())]
+    write_text(Path(run_dir) / "finals.json", json.dumps(finals, indent=2) + "\n")
 
 
 def finals_of(study: optuna.Study) -> dict[int, dict[str, Any]]:

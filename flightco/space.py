@@ -14,6 +14,7 @@ on any hardware profile without torch.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -49,7 +50,7 @@ def parse_flight(v: Any) -> tuple[int, float] | None:
         k, lam = int(m.group(1)), float(m.group(2) or 0.0)
     except ValueError:
         return None
-    if not 1 <= k <= MAX_FLIGHT_TERMS or not lam >= 0:
+    if not 1 <= k <= MAX_FLIGHT_TERMS or not 0 <= lam < math.inf:
         return None
     return k, lam
 
@@ -68,7 +69,7 @@ def _parse_bits(values: list[Any], field: str, allow_flight: bool = False) -> li
             parsed = parse_flight(v)
             if parsed is None:
                 raise ValueError(f"{field}: {v!r} is not flight(k_max, lambda) with k_max in 1..{MAX_FLIGHT_TERMS}"
-                                 " and lambda >= 0, e.g. flight(2, 1e-3)")
+                                 " and a finite lambda >= 0, e.g. flight(2, 1e-3)")
             out.append(flight_choice(*parsed))
             continue
         if isinstance(v, bool) or not isinstance(v, int) or v not in ALLOWED_BITS:

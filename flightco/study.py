@@ -25,6 +25,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -37,6 +38,7 @@ from flightco.runs import (
     RunInfo,
     code_fingerprint,
     is_rdb_url,
+    normalize_storage_url,
     open_storage,
     read_run_info,
     redact,
@@ -70,32 +72,35 @@ def _load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.St
 
 def create_or_resume_study(
     recipe: Recipe, run_dir: Path, storage_url: str | None, study_name: str | None = None,
-    budget: int | None = None,
+    budget: int | None = None, notify: Callable[[str], None] | None = None,
 ) -> tuple[optuna.Study, RunInfo]:
     """Open the run's study, creating it (and ``run.json``) on first use.
 
-    Refuses to resume when the search-defining part of the recipe or flightco's code changed.
-    ``budget`` (trials) is stored with the study, where workers read it.
+    Refuses to resume when the search-defining part of the recipe or flightco's code changed,
+    naming the changed part(s). Final-stage settings may change: they are stored, and
+    ``notify`` is told. ``budget`` (trials) is stored with the study, where workers read it.
     """
     run_dir = Path(run_dir).resolve()
     fingerprint = recipe.search_fingerprint()
-    url = storage_url or recipe.storage
+    parts = recipe.search_fingerprint_parts()
+    url = normalize_storage_url(storage_url or recipe.storage) if (storage_url or recipe.storage) else None
     if (run_dir / "run.json").is_file():
         info = read_run_info(run_dir)
         if (url and url != info.storage) or (study_name and study_name != info.study_name):
             raise RunError(f"{run_dir}: this run folder belongs to study {info.study_name!r} in "
                            f"{redact(info.storage)}; pass --out for a new run folder")
         if info.fingerprint != fingerprint:
-            raise RunError(
-                f"{run_dir}: the recipe's search definition changed since this run started "
-                f"(fingerprint {info.fingerprint} != {fingerprint}); use --out for a new run folder"
-            )
+            raise RunError(f"{run_dir}: the recipe's search definition changed since this run started "
+                           f"({_changed_parts(info.fingerprint_parts, parts)}); "
+                           "change it back, or use --out for a new run folder")
+        info = RunInfo(info.study_name, info.storage, fingerprint, info.flightco_version, fingerprint_parts=parts)
     else:
-        info = RunInfo(study_name=study_name or recipe.name, storage=url or "journal", fingerprint=fingerprint)
+        info = RunInfo(study_name=study_name or recipe.name, storage=url or "journal", fingerprint=fingerprint,
+                       fingerprint_parts=parts)
     storage = open_storage(info.storage, run_dir)
     existing = _load_existing(storage, info.study_name)
     if existing is not None:
-        _check_compatible(existing, fingerprint)
+        _check_compatible(existing, fingerprint, parts)
     study = optuna.create_study(
         study_name=info.study_name, storage=storage, directions=[o.direction for o in recipe.objectives],
         sampler=make_sampler(recipe, len(existing.trials) if existing else 0), load_if_exists=True,
@@ -103,6 +108,7 @@ def create_or_resume_study(
     if existing is None:
         study.set_user_attr("recipe", recipe.to_stored())
         study.set_user_attr("fingerprint", fingerprint)
+        study.set_user_attr("fingerprint_parts", parts)
         study.set_user_attr("code", code_fingerprint())
         study.set_user_attr("flightco_version", __version__)
         study.set_user_attr("objectives", [o.metric for o in recipe.objectives])
@@ -111,18 +117,37 @@ def create_or_resume_study(
 
         # which profile versions price this study's trials (shown by `flightco pareto`)
         study.set_user_attr("profiles", [profile_provenance(p) for p in recipe.hardware_paths])
+        study.set_user_attr("final_settings", recipe.final_settings())
+    else:
+        before = study.user_attrs.get("final_settings")
+        now = recipe.final_settings()
+        if before is not None and before != now:
+            changed = ", ".join(k for k in now if before.get(k) != now[k])
+            study.set_user_attr("final_settings", now)
+            study.set_user_attr("recipe", recipe.to_stored())
+            if notify:
+                notify(f"final-stage settings changed since the last session ({changed}): "
+                       "finalists trained from now on use the new ones; earlier finals are kept")
     if budget is not None and study.user_attrs.get("budget") != budget:
         study.set_user_attr("budget", budget)
     write_run_info(run_dir, info)
     return study, info
 
 
-def _check_compatible(study: optuna.Study, fingerprint: str | None) -> None:
+def _changed_parts(stored: dict[str, str] | None, now: dict[str, str]) -> str:
+    if not stored:
+        return "which part is unknown: the run was made by an older flightco"
+    changed = [k for k in now if stored.get(k) != now[k]] + [k for k in stored if k not in now]
+    return "changed: " + ", ".join(changed) if changed else "fingerprint differs"
+
+
+def _check_compatible(study: optuna.Study, fingerprint: str | None, parts: dict[str, str] | None = None) -> None:
     attrs = study.user_attrs
     if "recipe" not in attrs:
         raise RunError(f"study {study.study_name!r} was not created by flightco")
     if fingerprint is not None and attrs.get("fingerprint") != fingerprint:
-        raise RunError(f"study {study.study_name!r} was created from a different recipe; use another --study or --out")
+        raise RunError(f"study {study.study_name!r} was created from a different recipe "
+                       f"({_changed_parts(attrs.get('fingerprint_parts'), parts or {})}); use another --study or --out")
     if attrs.get("code") != code_fingerprint():
         raise RunError(
             f"study {study.study_name!r} was created by different flightco code "
@@ -293,8 +318,10 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, objective: Objective, hea
         study.tell(trial, state=TrialState.FAIL)
         return False
     except KeyboardInterrupt:
-        trial.set_user_attr("status", "failed: interrupted")
+        # Ctrl-C is like a killed process: the trial is failed and retried once on resume
+        trial.set_user_attr("status", "failed: interrupted (retried on resume)")
         study.tell(trial, state=TrialState.FAIL)
+        retry_callback()(study, study._storage.get_trial(trial._trial_id))
         raise
     except OSError as exc:  # disk full, artifact folder gone or unwritable: stop, keep the study
         where = exc.filename or "the artifact folder"

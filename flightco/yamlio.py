@@ -16,10 +16,18 @@ M = TypeVar("M", bound=BaseModel)
 def read_yaml(path: Path, error: type[FlightcoError]) -> dict[str, Any]:
     """Read a YAML mapping, raising ``error`` (one line) when the file is missing or not a mapping."""
     path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: is a folder, expected a YAML file")
     if not path.is_file():
         raise error(f"{path}: file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file (not UTF-8); expected YAML") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

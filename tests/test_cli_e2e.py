@@ -79,9 +79,9 @@ def test_export_onnx_matches_pytorch_in_onnxruntime(finished_run, cli, tmp_path)
     onnx_path = tmp_path / "model.onnx"
     proc = cli("export", out, "--trial", finalist, "--out", onnx_path)
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(onnx_path.with_suffix(".json").read_text())
+    report = json.loads(onnx_path.with_name(onnx_path.name + ".json").read_text())
     assert report["weights"] == "final" and report["top1_agreement"] >= 0.995 and report["test_images"] == 1000
-    assert onnx_path.with_suffix(".md").is_file()
+    assert onnx_path.with_name(onnx_path.name + ".md").is_file()
 
     # Independent check: our own onnxruntime session against the PyTorch model, batch size 7.
     from flightco.data import load_dataset

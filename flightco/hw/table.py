@@ -64,6 +64,8 @@ def parse_rows(rows: list[dict[str, str]], source: str) -> list[MeasuredLayer]:
                 raise bad(col, "must be an integer") from None
             if ints[col] <= 0:
                 raise bad(col, "must be > 0")
+            if col in ("w_bits", "a_bits") and ints[col] > 32:
+                raise bad(col, "must be a bit-width from 1 to 32 (32 = float)")
         if ints["cin"] % ints["groups"]:
             raise bad("groups", f"must divide cin={ints['cin']}")
         values = {}
@@ -104,9 +106,11 @@ def write_table(path: str | Path, measured: list[MeasuredLayer], extra: dict[str
     metrics = [m for m in METRIC_COLUMNS if any(m in x.values for x in measured)]
     notes = sorted({k for x in measured for k in x.notes})
     cols = list(REQUIRED[:-1]) + metrics + notes + list(extra or {})
+    from flightco.atomic import atomic_path  # a killed measurement never leaves half a table
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
         for x in measured:
