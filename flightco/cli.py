@@ -118,7 +118,8 @@ def _search_and_finalize(recipe, run_dir: Path, storage: str | None, study_name:
             if journal:
                 recover_orphaned_trials(study, reporter)
             ran = run_trials(study, ctx, reporter, budget=search.trials, timeout_s=search.timeout_s)
-            reporter.stage(f"proxy search done ({ran} trials run here); training {k} finalists with the final budget")
+            stopped = _stopped_early(study) if recipe.search.early_stopping else ""
+            reporter.stage(f"proxy search done ({ran} trials run here{stopped}); training {k} finalists with the final budget")
             run_finalists(study, ctx, reporter, k)
     except KeyboardInterrupt:
         err_console.print(f"[yellow]interrupted[/]: {finished_trials(study)} finished trials are kept in {run_dir}; "
@@ -131,6 +132,17 @@ def _search_and_finalize(recipe, run_dir: Path, storage: str | None, study_name:
     _print_references(study)
     console.print(f"done in {elapsed:.0f} s. Next: [bold]flightco pareto {run_dir} --plot front.png[/], "
                   f"[bold]flightco export {run_dir} --trial N --out model.onnx[/]")
+
+
+def _stopped_early(study) -> str:
+    """``", N of M trained trials stopped early"`` for the end-of-search line."""
+    from optuna.trial import TrialState
+
+    pruned = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+                 if str(t.user_attrs.get("status", "")).startswith("pruned"))
+    trained = pruned + sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                           if "proxy" in t.user_attrs)
+    return f"; early stopping stopped {pruned} of {trained} trained trials"
 
 
 @app.command()

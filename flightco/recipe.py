@@ -80,12 +80,31 @@ class TrainingSpec(_Strict):
         return v
 
 
+class EarlyStoppingSpec(_Strict):
+    """Multi-objective early stopping of proxy training (MO-ASHA; see flightco/early_stop.py)."""
+
+    enabled: bool = Field(True, description="false: only record accuracy at the rungs (to replay the rule offline)")
+    rungs: list[float] = Field(default_factory=lambda: [0.25, 0.5], min_length=1,
+                               description="fractions of the proxy training at which trials are judged")
+    eta: int = Field(3, ge=2, description="a trial goes on while fewer than 1/eta of the ranked trials are in better fronts")
+    min_peers: int = Field(6, ge=1, description="earlier trials needed at a rung before any trial is stopped there")
+    bn_batches: int = Field(5, ge=1, description="training batches that recalibrate BatchNorm before each rung's evaluation")
+
+    @field_validator("rungs")
+    @classmethod
+    def _rungs(cls, v: list[float]) -> list[float]:
+        if any(not 0 < r < 1 for r in v) or sorted(set(v)) != v:
+            raise ValueError("rungs must be increasing fractions strictly between 0 and 1, e.g. [0.25, 0.5]")
+        return v
+
+
 class SearchSpec(_Strict):
     trials: int | None = Field(24, gt=0)
     timeout_s: float | None = Field(None, gt=0)
     sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
     population_size: int = Field(8, ge=2, description="NSGA-II population")
     seed: int = 0
+    early_stopping: EarlyStoppingSpec | None = Field(None, description="stop hopeless proxy trainings (null: off)")
 
     @model_validator(mode="after")
     def _budget(self) -> SearchSpec:
