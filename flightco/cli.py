@@ -104,6 +104,7 @@ def _search_and_finalize(recipe, run_dir: Path, storage: str | None, study_name:
     search = recipe.search
     ctx = load_context(recipe, run_dir)
     study, info = create_or_resume_study(recipe, run_dir, storage, study_name, budget=search.trials)
+    _store_hypervolume_reference(study, ctx)
     done = finished_trials(study)
     console.print(
         f"[bold]flightco[/] {recipe.name}: {len(ctx.dataset.train)} train / {len(ctx.dataset.val)} val / "
@@ -132,6 +133,41 @@ def _search_and_finalize(recipe, run_dir: Path, storage: str | None, study_name:
     _print_references(study)
     console.print(f"done in {elapsed:.0f} s. Next: [bold]flightco pareto {run_dir} --plot front.png[/], "
                   f"[bold]flightco export {run_dir} --trial N --out model.onnx[/]")
+
+
+def _store_hypervolume_reference(study, ctx) -> None:
+    """Fix the run's hypervolume reference point once, from the recipe (flightco/hypervolume.py)."""
+    from flightco.errors import RecipeError
+    from flightco.hypervolume import largest_network_costs, reference_point
+
+    if "hypervolume_reference" in study.user_attrs:
+        return
+    try:
+        ref = reference_point(ctx.recipe, largest_network_costs(ctx))
+    except ValueError as exc:
+        raise RecipeError(f"search.hypervolume_reference: {exc}") from None
+    study.set_user_attr("hypervolume_reference", ref)
+
+
+def _print_hypervolume(study, history_path: Path | None = None) -> None:
+    from flightco.hypervolume import hypervolume_history
+
+    ref = study.user_attrs.get("hypervolume_reference")
+    if not ref:
+        console.print("hypervolume: no reference point stored with this study (created by an older flightco)")
+        return
+    hist = hypervolume_history(study, ref)
+    where = ", ".join(f"{k} {v:.4g}" for k, v in ref.items())
+    if hist.empty:
+        console.print(f"hypervolume (reference {where}): 0, no finished trials")
+        return
+    last = hist.iloc[-1]
+    console.print(f"hypervolume (reference {where}): {last['hypervolume']:.4g} after {len(hist)} finished trials "
+                  f"({last['seconds']:.0f} s of search)")
+    if history_path is not None:
+        from flightco.hypervolume import write_history
+
+        console.print(f"wrote {write_history(hist, history_path, study.study_name)}")
 
 
 def _stopped_early(study) -> str:
@@ -246,8 +282,10 @@ def pareto(
     csv: Optional[Path] = typer.Option(None, "--csv", help="Write the table as CSV (one row per trial)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw accuracy vs cost to this PNG."),
     all_trials: bool = typer.Option(False, "--all", help="List every finished trial, not only the front."),
+    hv_history: Optional[Path] = typer.Option(None, "--hv-history", help="Write the front's hypervolume after every finished trial to this .csv or .png."),
 ) -> None:
-    """Show the Pareto front (or all trials), with finalists' uniform-8-bit comparisons."""
+    """Show the Pareto front (or all trials), with finalists' uniform-8-bit comparisons, and the
+    front's hypervolume against the run's fixed reference point."""
     try:
         from flightco.pareto import all_frame, front_frame, plot_front
         from flightco.runs import load_study
@@ -259,6 +297,7 @@ def pareto(
         else:
             _print_front(study)
             _print_references(study)
+        _print_hypervolume(study, hv_history)
         if csv is not None:
             csv.parent.mkdir(parents=True, exist_ok=True)
             df.to_csv(csv, index=False)

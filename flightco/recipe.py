@@ -105,6 +105,8 @@ class SearchSpec(_Strict):
     population_size: int = Field(8, ge=2, description="NSGA-II population")
     seed: int = 0
     early_stopping: EarlyStoppingSpec | None = Field(None, description="stop hopeless proxy trainings (null: off)")
+    hypervolume_reference: dict[str, float] | None = Field(
+        None, description="reference point (objective metric -> value) of the run's hypervolume; default in flightco/hypervolume.py")
 
     @model_validator(mode="after")
     def _budget(self) -> SearchSpec:
