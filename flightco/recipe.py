@@ -98,12 +98,25 @@ class EarlyStoppingSpec(_Strict):
         return v
 
 
+class SupernetSpec(_Strict):
+    """Training of the weight-sharing supernet (``strategy: supernet``; see flightco/nn/supernet.py)."""
+
+    epochs: float = Field(6.0, gt=0)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(3e-3, gt=0)
+    random_subnets: int = Field(2, ge=0, description="random subnets per step besides the largest and the smallest")
+    calibration_images: int = Field(256, ge=16, description="training images that recalibrate each extracted subnet")
+
+
 class SearchSpec(_Strict):
     trials: int | None = Field(24, gt=0)
     timeout_s: float | None = Field(None, gt=0)
     sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
     population_size: int = Field(8, ge=2, description="NSGA-II population")
     seed: int = 0
+    strategy: Literal["per_trial", "supernet"] = Field(
+        "per_trial", description="per_trial: train every candidate briefly; supernet: inherit weights from one supernet")
+    supernet: SupernetSpec = SupernetSpec()
     early_stopping: EarlyStoppingSpec | None = Field(None, description="stop hopeless proxy trainings (null: off)")
     hypervolume_reference: dict[str, float] | None = Field(
         None, description="reference point (objective metric -> value) of the run's hypervolume; default in flightco/hypervolume.py")
@@ -209,6 +222,9 @@ class Recipe(_Strict):
         d["search_seed"] = self.search.seed
         d["sampler"] = self.search.sampler
         d["population_size"] = self.search.population_size
+        d["strategy"] = self.search.strategy  # inherited and trained accuracies never mix in one study
+        if self.search.strategy == "supernet":
+            d["supernet"] = self.search.supernet.model_dump(mode="json")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

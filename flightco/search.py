@@ -187,6 +187,15 @@ class Objective:
     def __init__(self, ctx: SearchContext, reporter: Reporter) -> None:
         self.ctx = ctx
         self.reporter = reporter
+        self._supernet: Any = None
+
+    def supernet(self) -> Any:
+        """The run's trained supernet evaluator (trained or loaded on first use)."""
+        if self._supernet is None:
+            from flightco.supernet_search import SupernetEvaluator
+
+            self._supernet = SupernetEvaluator(self.ctx, self.reporter)
+        return self._supernet
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         ctx = self.ctx
@@ -224,6 +233,18 @@ class Objective:
         self.reporter.trial_finished(row)
         return values
 
+    def _inherited_accuracy(self, trial: optuna.Trial, genome: Genome) -> float:
+        """Supernet strategy: extract the subnet, recalibrate it, score it on validation."""
+        evaluator = self.supernet()
+        model, accuracy, seconds = evaluator.evaluate(genome)
+        save_weights(model, genome, trial_dir(self.ctx.run_dir, trial.number) / "proxy.pt")
+        trial.set_user_attr("status", "inherited from the supernet")
+        trial.set_user_attr("weights_trial", trial.number)
+        trial.set_user_attr("proxy", {
+            "val_accuracy": accuracy, "source": "inherited", "supernet": evaluator.key, "seconds": seconds,
+            "calibration_images": len(evaluator.calibration), "val_images": len(self.ctx.dataset.val)})
+        return accuracy
+
     def _early_stopping(self, trial: optuna.Trial, metrics: dict[str, float]) -> Any:
         """The ``on_rung`` callback of this trial's proxy training: record the rung's accuracy and,
         when early stopping is on, stop the trial if the MO-ASHA rule says so."""
@@ -258,6 +279,8 @@ class Objective:
                     trial.set_user_attr(key, pruned.user_attrs[key])
             raise optuna.TrialPruned(f"duplicate of pruned trial {pruned.number}")
         same = _find_trained_twin(trial.study, genome)
+        if same is None and ctx.recipe.search.strategy == "supernet":
+            return self._inherited_accuracy(trial, genome)
         if same is not None:
             trial.set_user_attr("status", f"duplicate of trial {same.number} (not retrained)")
             trial.set_user_attr("weights_trial", same.user_attrs.get("weights_trial", same.number))
