@@ -171,6 +171,7 @@ def _search_and_finalize(recipe, run_dir: Path, storage: str | None, study_name:
     check_constraints_reachable(ctx)
     study, info = create_or_resume_study(recipe, run_dir, storage, study_name, budget=search.trials,
                                          notify=lambda text: err_console.print(f"[yellow]note[/]: {text}", soft_wrap=True))
+    _store_hypervolume_reference(study, ctx)
     done = finished_trials(study)
     console.print(
         f"[bold]flightco[/] {recipe.name}: {len(ctx.dataset.train)} train / {len(ctx.dataset.val)} val / "
@@ -185,7 +186,8 @@ def _search_and_finalize(recipe, run_dir: Path, storage: str | None, study_name:
             if journal:
                 recover_orphaned_trials(study, reporter)
             ran = run_trials(study, ctx, reporter, budget=search.trials, timeout_s=search.timeout_s)
-            reporter.stage(f"proxy search done ({ran} trials run here); training {k} finalists with the final budget")
+            stopped = _stopped_early(study) if recipe.search.early_stopping else ""
+            reporter.stage(f"proxy search done ({ran} trials run here{stopped}); training {k} finalists with the final budget")
             run_finalists(study, ctx, reporter, k)
     except KeyboardInterrupt:
         err_console.print(f"[yellow]interrupted[/]: {finished_trials(study)} finished trials are kept in {run_dir}; "
@@ -205,6 +207,53 @@ def _search_and_finalize(recipe, run_dir: Path, storage: str | None, study_name:
         return
     console.print(f"done in {elapsed:.0f} s. Next: [bold]flightco pareto {run_dir} --plot front.png[/], "
                   f"[bold]flightco show {run_dir} --trial N[/], [bold]flightco export {run_dir} --trial N --out model.onnx[/]")
+
+
+def _store_hypervolume_reference(study, ctx) -> None:
+    """Fix the run's hypervolume reference point once, from the recipe (flightco/hypervolume.py)."""
+    from flightco.errors import RecipeError
+    from flightco.hypervolume import largest_network_costs, reference_point
+
+    if "hypervolume_reference" in study.user_attrs:
+        return
+    try:
+        ref = reference_point(ctx.recipe, largest_network_costs(ctx))
+    except ValueError as exc:
+        raise RecipeError(f"search.hypervolume_reference: {exc}") from None
+    study.set_user_attr("hypervolume_reference", ref)
+
+
+def _print_hypervolume(study, history_path: Path | None = None, say=None) -> None:
+    from flightco.hypervolume import hypervolume_history
+
+    say = say or console.print
+    ref = study.user_attrs.get("hypervolume_reference")
+    if not ref:
+        say("hypervolume: no reference point stored with this study (created by an older flightco)")
+        return
+    hist = hypervolume_history(study, ref)
+    where = ", ".join(f"{k} {v:.4g}" for k, v in ref.items())
+    if hist.empty:
+        say(f"hypervolume (reference {where}): 0, no finished trials")
+        return
+    last = hist.iloc[-1]
+    say(f"hypervolume (reference {where}): {last['hypervolume']:.4g} after {len(hist)} finished trials "
+                  f"({last['seconds']:.0f} s of search)")
+    if history_path is not None:
+        from flightco.hypervolume import write_history
+
+        say(f"wrote {write_history(hist, history_path, study.study_name)}")
+
+
+def _stopped_early(study) -> str:
+    """``", N of M trained trials stopped early"`` for the end-of-search line."""
+    from optuna.trial import TrialState
+
+    pruned = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+                 if str(t.user_attrs.get("status", "")).startswith("pruned"))
+    trained = pruned + sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                           if "proxy" in t.user_attrs)
+    return f"; early stopping stopped {pruned} of {trained} trained trials"
 
 
 @app.command()
@@ -330,8 +379,10 @@ def pareto(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw accuracy vs cost to this file (.png, .svg or .pdf; no suffix: .png)."),
     all_trials: bool = typer.Option(False, "--all", help="List every trial (failed and infeasible too), not only the front."),
     fmt: TableFormat = typer.Option(TableFormat.table, "--format", help="How to print to stdout: a table for people, or csv / json for programs."),
+    hv_history: Optional[Path] = typer.Option(None, "--hv-history", help="Write the front's hypervolume after every finished trial to this .csv or .png."),
 ) -> None:
-    """Show the Pareto front (or all trials), with finalists' uniform-precision comparisons.
+    """Show the Pareto front (or all trials), with finalists' uniform-precision comparisons and
+    the front's hypervolume against the run's fixed reference point.
 
     Read-only: never changes the run folder (a damaged journal is refused with how to repair it).
     """
@@ -343,13 +394,20 @@ def pareto(
         if plot is not None:
             plot = _plot_path(plot)
             check_writable_file(plot, "--plot")
+        if hv_history is not None:
+            if hv_history.suffix.lower() not in (".csv", ".png"):
+                from flightco.errors import OutputError
+
+                raise OutputError(f"--hv-history: {hv_history} must end in .csv or .png")
+            check_writable_file(hv_history, "--hv-history")
         from flightco.pareto import all_frame, front_frame, machine_frame, plot_front, records
         from flightco.runs import load_study
 
         _, study = load_study(run)
         from flightco.hw.validation import describe_provenance
 
-        console.print(describe_provenance(study.user_attrs.get("profiles")))
+        say = err_console.print if fmt != TableFormat.table else console.print  # stdout stays machine-readable
+        say(describe_provenance(study.user_attrs.get("profiles")))
         df = all_frame(study) if all_trials else front_frame(study)
         if fmt == TableFormat.csv:
             typer.echo(machine_frame(df).to_csv(index=False), nl=False)
@@ -362,7 +420,8 @@ def pareto(
             _print_references(study)
             if df.empty:
                 console.print(f"the front is empty: no trial was trained (see `flightco pareto {run} --all`)")
-        say = err_console.print if fmt != TableFormat.table else console.print
+        if fmt == TableFormat.table or hv_history is not None:
+            _print_hypervolume(study, hv_history, say)
         if csv is not None:
             from flightco.outputs import write_output
 

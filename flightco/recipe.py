@@ -80,12 +80,46 @@ class TrainingSpec(_Strict):
         return v
 
 
+class EarlyStoppingSpec(_Strict):
+    """Multi-objective early stopping of proxy training (MO-ASHA; see flightco/early_stop.py)."""
+
+    enabled: bool = Field(True, description="false: only record accuracy at the rungs (to replay the rule offline)")
+    rungs: list[float] = Field(default_factory=lambda: [0.25, 0.5], min_length=1,
+                               description="fractions of the proxy training at which trials are judged")
+    eta: int = Field(3, ge=2, description="a trial goes on while fewer than 1/eta of the ranked trials are in better fronts")
+    min_peers: int = Field(6, ge=1, description="earlier trials needed at a rung before any trial is stopped there")
+    bn_batches: int = Field(5, ge=1, description="training batches that recalibrate BatchNorm before each rung's evaluation")
+
+    @field_validator("rungs")
+    @classmethod
+    def _rungs(cls, v: list[float]) -> list[float]:
+        if any(not 0 < r < 1 for r in v) or sorted(set(v)) != v:
+            raise ValueError("rungs must be increasing fractions strictly between 0 and 1, e.g. [0.25, 0.5]")
+        return v
+
+
+class SupernetSpec(_Strict):
+    """Training of the weight-sharing supernet (``strategy: supernet``; see flightco/nn/supernet.py)."""
+
+    epochs: float = Field(6.0, gt=0)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(3e-3, gt=0)
+    random_subnets: int = Field(2, ge=0, description="random subnets per step besides the largest and the smallest")
+    calibration_images: int = Field(256, ge=16, description="training images that recalibrate each extracted subnet")
+
+
 class SearchSpec(_Strict):
     trials: int | None = Field(24, gt=0)
     timeout_s: float | None = Field(None, gt=0)
     sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
     population_size: int = Field(8, ge=2, description="NSGA-II population")
     seed: int = 0
+    strategy: Literal["per_trial", "supernet"] = Field(
+        "per_trial", description="per_trial: train every candidate briefly; supernet: inherit weights from one supernet")
+    supernet: SupernetSpec = SupernetSpec()
+    early_stopping: EarlyStoppingSpec | None = Field(None, description="stop hopeless proxy trainings (null: off)")
+    hypervolume_reference: dict[str, float] | None = Field(
+        None, description="reference point (objective metric -> value) of the run's hypervolume; default in flightco/hypervolume.py")
 
     @model_validator(mode="after")
     def _budget(self) -> SearchSpec:
@@ -199,6 +233,9 @@ class Recipe(_Strict):
             "search.seed": h(self.search.seed),
             "search.sampler": h(self.search.sampler),
             "search.population_size": h(self.search.population_size),
+            # inherited and trained accuracies never mix in one study
+            "search.strategy": h([self.search.strategy, self.search.supernet.model_dump(mode="json")
+                                  if self.search.strategy == "supernet" else None]),
             "search_space (file contents)": h(files["search_space"]),
             "hardware (profile contents)": h([_profile_content(text) for text in files["hardware"]]),
         }

@@ -176,9 +176,11 @@ def train_config(spec: TrainSpec, seed: int) -> Any:
 
 
 def train_genome(
-    genome: Genome, train: Split, val: Split | None, spec: TrainSpec, seed: int, reporter: Reporter
+    genome: Genome, train: Split, val: Split | None, spec: TrainSpec, seed: int, reporter: Reporter,
+    rungs: Sequence[float] = (), on_rung: Any = None, rung_bn_batches: int = 5,
 ) -> tuple[Any, Any]:
-    """Build and QAT-train a model; returns (model, TrainResult)."""
+    """Build and QAT-train a model; returns (model, TrainResult). ``on_rung(fraction, accuracy)``
+    is called at each rung (early stopping may raise there)."""
     import torch
 
     from flightco.nn.mobilenet import build_model
@@ -190,6 +192,7 @@ def train_genome(
     result = train_qat(
         model, train, train_config(spec, seed), val=val,
         on_epoch=lambda e, acc, loss: reporter.epoch(e, total, acc, loss),
+        rungs=rungs, on_rung=on_rung, rung_bn_batches=rung_bn_batches,
     )
     return model, result
 
@@ -226,6 +229,15 @@ class Objective:
     def __init__(self, ctx: SearchContext, reporter: Reporter) -> None:
         self.ctx = ctx
         self.reporter = reporter
+        self._supernet: Any = None
+
+    def supernet(self) -> Any:
+        """The run's trained supernet evaluator (trained or loaded on first use)."""
+        if self._supernet is None:
+            from flightco.supernet_search import SupernetEvaluator
+
+            self._supernet = SupernetEvaluator(self.ctx, self.reporter)
+        return self._supernet
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         ctx = self.ctx
@@ -246,7 +258,13 @@ class Objective:
             trial.set_user_attr("status", f"infeasible: {broken} (not trained)")
             accuracy = 0.0
         else:
-            accuracy = self._proxy_accuracy(trial, genome)
+            try:
+                accuracy = self._proxy_accuracy(trial, genome, metrics)
+            except optuna.TrialPruned:
+                row = {"trial": trial.number, "accuracy": None, **metrics, "bits": genome.bits_summary(),
+                       "feasible": True, "pruned": trial.user_attrs.get("status", "")}
+                self.reporter.trial_finished(row)
+                raise
             realised = trial.user_attrs.get("flight_terms")
             if realised:
                 # FLightNN layers were priced at k_max terms; price the terms training kept
@@ -257,9 +275,54 @@ class Objective:
         self.reporter.trial_finished(row)
         return values
 
-    def _proxy_accuracy(self, trial: optuna.Trial, genome: Genome) -> float:
+    def _inherited_accuracy(self, trial: optuna.Trial, genome: Genome) -> float:
+        """Supernet strategy: extract the subnet, recalibrate it, score it on validation."""
+        evaluator = self.supernet()
+        model, accuracy, seconds = evaluator.evaluate(genome)
+        save_weights(model, genome, trial_dir(self.ctx.run_dir, trial.number) / "proxy.pt")
+        trial.set_user_attr("status", "inherited from the supernet")
+        trial.set_user_attr("weights_trial", trial.number)
+        trial.set_user_attr("proxy", {
+            "val_accuracy": accuracy, "source": "inherited", "supernet": evaluator.key, "seconds": seconds,
+            "calibration_images": len(evaluator.calibration), "val_images": len(self.ctx.dataset.val)})
+        return accuracy
+
+    def _early_stopping(self, trial: optuna.Trial, metrics: dict[str, float]) -> Any:
+        """The ``on_rung`` callback of this trial's proxy training: record the rung's accuracy and,
+        when early stopping is on, stop the trial if the MO-ASHA rule says so."""
+        from flightco.early_stop import RUNG_ATTR, cost_vector, decide, peers_at, rung_key
+
+        spec = self.ctx.recipe.search.early_stopping
+        objectives = [(o.metric, o.direction) for o in self.ctx.recipe.objectives]
+        record: dict[str, float] = {}
+
+        def on_rung(fraction: float, accuracy: float) -> None:
+            record[rung_key(fraction)] = accuracy
+            trial.set_user_attr(RUNG_ATTR, dict(record))
+            if not spec.enabled:
+                return
+            trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                    TrialState.RUNNING))
+            peers = peers_at(trials, fraction, objectives, exclude=trial.number)
+            decision = decide(accuracy, cost_vector(metrics, objectives), peers, fraction, spec.eta, spec.min_peers)
+            if decision.stop:
+                trial.set_user_attr("status", f"pruned: {decision.reason()}")
+                raise optuna.TrialPruned(decision.reason())
+
+        return on_rung
+
+    def _proxy_accuracy(self, trial: optuna.Trial, genome: Genome, metrics: dict[str, float]) -> float:
         ctx = self.ctx
+        pruned = _find_pruned_twin(trial.study, genome)
+        if pruned is not None:
+            trial.set_user_attr("status", f"pruned: duplicate of trial {pruned.number}, which was stopped early")
+            for key in ("rungs",):
+                if key in pruned.user_attrs:
+                    trial.set_user_attr(key, pruned.user_attrs[key])
+            raise optuna.TrialPruned(f"duplicate of pruned trial {pruned.number}")
         same = _find_trained_twin(trial.study, genome)
+        if same is None and ctx.recipe.search.strategy == "supernet":
+            return self._inherited_accuracy(trial, genome)
         if same is not None:
             trial.set_user_attr("status", f"duplicate of trial {same.number} (not retrained)")
             trial.set_user_attr("weights_trial", same.user_attrs.get("weights_trial", same.number))
@@ -271,8 +334,12 @@ class Objective:
         from flightco.train import DivergedError
 
         try:
+            stopping = ctx.recipe.search.early_stopping
             model, result = train_genome(
-                genome, ctx.dataset.train, ctx.dataset.val, ctx.recipe.training.proxy, seed, self.reporter
+                genome, ctx.dataset.train, ctx.dataset.val, ctx.recipe.training.proxy, seed, self.reporter,
+                rungs=stopping.rungs if stopping else (),
+                on_rung=self._early_stopping(trial, metrics) if stopping else None,
+                rung_bn_batches=stopping.bn_batches if stopping else 5,
             )
         except DivergedError as exc:
             trial.set_user_attr("status", f"failed: {exc}")
@@ -290,6 +357,15 @@ class Objective:
              "epochs": ctx.recipe.training.proxy.epochs, "val_images": len(ctx.dataset.val)},
         )
         return accuracy
+
+
+def _find_pruned_twin(study: optuna.Study, genome: Genome) -> FrozenTrial | None:
+    """A trial with the same Genome that early stopping stopped (its verdict is reused)."""
+    key = genome.to_dict()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+        if t.user_attrs.get("genome") == key and str(t.user_attrs.get("status", "")).startswith("pruned"):
+            return t
+    return None
 
 
 def _find_trained_twin(study: optuna.Study, genome: Genome) -> FrozenTrial | None:

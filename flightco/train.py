@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -121,18 +121,31 @@ def train_qat(
     val: Split | None = None,
     on_epoch: Callable[[int, float | None, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    rungs: Sequence[float] = (),
+    on_rung: Callable[[float, float], None] | None = None,
+    rung_bn_batches: int = 5,
 ) -> TrainResult:
     """Train with AdamW and a one-cycle schedule for ``cfg.epochs`` (fractional epochs allowed).
 
     ``on_epoch(epoch, val_accuracy_or_None, loss)`` is called after each full epoch (and at the
     end) so callers can show progress or stop early. Raises :class:`DivergedError` on a
     non-finite loss.
+
+    ``on_rung(fraction, val_accuracy)`` is called when training reaches each fraction in ``rungs``
+    (multi-objective early stopping judges the trial there and may raise to stop it). The rung's
+    accuracy is measured in eval mode after recomputing BatchNorm statistics on
+    ``rung_bn_batches`` batches, which leaves the training itself unchanged: train mode never
+    reads those statistics and the final precise-BN pass recomputes them. Rungs that fall inside
+    the activation-statistics phase are skipped (eval mode would use unfinished scales).
     """
     torch.manual_seed(cfg.seed)
     n = len(train)
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
-    set_collect_stats_steps(model, max(5, min(cfg.max_stats_steps, int(total_steps * cfg.stats_fraction))))
+    stats_steps = max(5, min(cfg.max_stats_steps, int(total_steps * cfg.stats_fraction)))
+    set_collect_stats_steps(model, stats_steps)
+    rung_at = {max(1, int(round(r * total_steps))): r for r in rungs} if (val is not None and on_rung) else {}
+    rung_at = {s: r for s, r in rung_at.items() if stats_steps < s < total_steps}
     # FLightNN thresholds are not weights: decaying them toward 0 would switch every term back on,
     # and they live on a relative-residual scale (0..1) where a proxy run of a few dozen Adam
     # steps at the weights' learning rate could not move them across the filters' residuals
@@ -169,6 +182,11 @@ def train_qat(
             opt.step()
             sched.step()
             step += 1
+            if step in rung_at:
+                recalibrate_batchnorm(model, train, rung_bn_batches, cfg.batch_size, cfg.seed + step)
+                rung_accuracy = evaluate(model, val)
+                model.train()
+                on_rung(rung_at[step], rung_accuracy)
             if should_stop is not None and should_stop():
                 break
         epoch += 1

@@ -92,3 +92,69 @@ def test_limit_train_keeps_every_class():
     ds = load_dataset("mnist5k", limit_train=200)
     assert abs(len(ds.train) - 200) <= 10
     assert torch.bincount(ds.train.y, minlength=10).min() >= 15
+
+
+# ---- Fashion-MNIST ------------------------------------------------------------------------------
+
+def _idx(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _write_fashion(folder, n_train=40, n_test=20, seed=0, compress=True):
+    import gzip
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, size=(n_train, 28, 28)),
+        "train-labels-idx1-ubyte": np.arange(n_train) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, size=(n_test, 28, 28)),
+        "t10k-labels-idx1-ubyte": np.arange(n_test) % 10,
+    }
+    for stem, array in files.items():
+        data = _idx(array)
+        if compress:
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(data))
+        else:
+            (folder / stem).write_bytes(data)
+    return folder, files
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_fashion_mnist_reads_idx_files(tmp_path, compress):
+    root, files = _write_fashion(tmp_path / "fm", compress=compress)
+    ds = load_dataset("fashion_mnist", root=root, val_fraction=0.25, options={"verify": False})
+    assert (ds.in_channels, ds.resolution, ds.num_classes) == (1, 28, 10)
+    assert len(ds.test) == 20 and len(ds.train) + len(ds.val) == 40
+    assert ds.test.y.tolist() == files["t10k-labels-idx1-ubyte"].tolist()  # the official test split, in order
+
+
+def test_fashion_mnist_refuses_files_that_fail_their_md5(tmp_path):
+    root, _ = _write_fashion(tmp_path / "fm")
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: md5 .* published"):
+        load_dataset("fashion_mnist", root=root)
+
+
+def test_fashion_mnist_missing_folder_says_how_to_get_it(tmp_path):
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        load_dataset("fashion_mnist", root=tmp_path / "nowhere")
+
+
+def test_fashion_mnist_truncated_idx_is_one_line_error(tmp_path):
+    root, _ = _write_fashion(tmp_path / "fm", compress=False)
+    path = root / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte: IDX header says"):
+        load_dataset("fashion_mnist", root=root, options={"verify": False})
+
+
+def test_fashion_mnist_from_debian_package_matches_published_checksums():
+    from flightco.data import FASHION_MNIST_ROOT
+
+    if not (FASHION_MNIST_ROOT / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"{FASHION_MNIST_ROOT} not present: apt-get install dataset-fashion-mnist (.ci/run does)")
+    ds = load_dataset("fashion_mnist", val_fraction=0.1)  # verify=True: every file passed its md5
+    assert len(ds.train) + len(ds.val) == 60000 and len(ds.test) == 10000
+    assert torch.bincount(ds.test.y).tolist() == [1000] * 10
+    assert abs(float(ds.train.x.mean())) < 0.05  # normalised with training statistics

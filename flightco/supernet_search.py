@@ -1,0 +1,102 @@
+"""``search.strategy: supernet``: train one weight-sharing supernet, then score candidates with
+inherited weights in seconds instead of training each one (Once-for-All / APQ).
+
+The supernet depends on the search space, the data and its own training settings, never on the
+hardware: its checkpoint (``<run>/supernet/<key>.pt``) is reused on resume, and a second recipe
+with another profile or other constraints finds it in a sibling run folder under the same parent
+(``outputs/*/supernet/<key>.pt``) and searches it without training it again.
+
+A candidate's accuracy is *inherited*: its ordinary Brevitas model is extracted from the supernet,
+its activation scales and BatchNorm statistics are recalibrated on ``calibration_images`` training
+images, and it is scored on the validation split. Trials store that as
+``proxy.source = "inherited"``; finalists are then trained stand-alone as in the per-trial
+strategy, so final test accuracies are never inherited ones.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from flightco.atomic import atomic_path
+
+SUPERNET_DIR = "supernet"
+
+
+def supernet_config(recipe: Any) -> Any:
+    from flightco.nn.supernet import SupernetConfig
+
+    s = recipe.search.supernet
+    return SupernetConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, random_subnets=s.random_subnets,
+                          seed=recipe.search.seed)
+
+
+def checkpoint_key(ctx: Any) -> str:
+    from flightco.nn.supernet import supernet_key
+
+    ds = ctx.recipe.dataset.model_dump(mode="json")
+    return supernet_key(Path(ctx.recipe.search_space_path).read_text(), ds, supernet_config(ctx.recipe))
+
+
+class SupernetEvaluator:
+    """Owns the run's trained supernet and turns Genomes into inherited validation accuracies."""
+
+    def __init__(self, ctx: Any, reporter: Any) -> None:
+        self.ctx = ctx
+        self.reporter = reporter
+        self.key = checkpoint_key(ctx)
+        self.path = Path(ctx.run_dir) / SUPERNET_DIR / f"{self.key}.pt"
+        self.net = self._load_or_train()
+        import torch
+
+        g = torch.Generator().manual_seed(ctx.recipe.search.seed)
+        n = min(ctx.recipe.search.supernet.calibration_images, len(ctx.dataset.train))
+        self.calibration = ctx.dataset.train.x[torch.randperm(len(ctx.dataset.train), generator=g)[:n]]
+
+    def _sibling_checkpoint(self) -> Path | None:
+        parent = Path(self.ctx.run_dir).resolve().parent
+        for path in sorted(parent.glob(f"*/{SUPERNET_DIR}/{self.key}.pt")):
+            if path.resolve() != self.path.resolve():
+                return path
+        return None
+
+    def _load_or_train(self) -> Any:
+        import torch
+
+        from flightco.nn.supernet import Supernet, train_supernet
+
+        d = self.ctx.dataset
+        net = Supernet(self.ctx.space, d.in_channels, d.resolution, d.num_classes)
+        if not self.path.is_file():
+            sibling = self._sibling_checkpoint()
+            if sibling is not None:
+                self.reporter.stage(f"reusing the supernet trained for the same space and data in {sibling.parent.parent}")
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(self.path) as tmp:
+                    shutil.copyfile(sibling, tmp)
+        if self.path.is_file():
+            blob = torch.load(self.path, map_location="cpu", weights_only=False)
+            net.load_state_dict(blob["state_dict"])
+            self.info = blob["info"]
+            return net
+        cfg = supernet_config(self.ctx.recipe)
+        self.reporter.stage(f"training the supernet ({cfg.epochs:g} epochs, sandwich rule + in-place distillation)")
+        full = d.train
+        info = train_supernet(net, full.x, full.y, cfg,
+                              progress=lambda s, total, loss: self.reporter.epoch(s, total, None, loss))
+        self.info = {**info, "key": self.key, "trained_in": str(Path(self.ctx.run_dir).resolve())}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path) as tmp:
+            torch.save({"state_dict": net.state_dict(), "info": self.info}, tmp)
+        return net
+
+    def evaluate(self, genome: Any) -> tuple[Any, float, float]:
+        """(extracted model, inherited validation accuracy, seconds)."""
+        from flightco.nn.supernet import extract
+        from flightco.train import evaluate
+
+        start = time.perf_counter()
+        model = extract(self.net, genome, self.calibration)
+        return model, evaluate(model, self.ctx.dataset.val), time.perf_counter() - start

@@ -1,0 +1,72 @@
+"""The weight-sharing supernet: stage layouts, exact weight inheritance into the ordinary Brevitas
+model, and a real tiny supernet search reused by a second hardware target."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+
+from flightco.nn.supernet import Supernet, extract, stage_depths
+from flightco.space import SearchSpace, sample_genome
+
+from conftest import SPACE, tiny_recipe
+
+
+def _random_genomes(space, n, seed=0):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        t = study.ask()
+        g = sample_genome(t, space, in_channels=1, resolution=28, num_classes=10)
+        out.append((t.params, g))
+    return out
+
+
+def test_stage_depths_recover_the_sampled_depths():
+    space = SearchSpace.load(SPACE)
+    for params, genome in _random_genomes(space, 25):
+        assert stage_depths(genome, space) == [params[f"s{i + 1}.depth"] for i in range(len(space.stages))]
+
+
+def test_extracted_float_subnet_computes_what_the_supernet_computes():
+    space = SearchSpace.load(SPACE)
+    net = Supernet(space, 1, 28, 10)
+    torch.manual_seed(0)
+    for p in net.parameters():  # non-trivial BN affine terms and classifier bias
+        p.data.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(16, 1, 28, 28)
+    for _, genome in _random_genomes(space, 4, seed=3):
+        g = genome.with_uniform_bits(32)  # no quantizer: the two must agree to float precision
+        model = extract(net, g, x)
+        model.train()  # BatchNorm on the batch's statistics, as the supernet trains
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), net(x, g), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_supernet_search_inherits_accuracies_and_is_reused_by_another_target(cli, write_recipe, tmp_path):
+    from conftest import ROOT
+
+    from flightco.runs import load_study
+
+    search = {"trials": 3, "population_size": 2, "seed": 0, "strategy": "supernet",
+              "supernet": {"epochs": 0.5, "batch_size": 64, "random_subnets": 1, "calibration_images": 64}}
+    training = {"proxy": {"epochs": 0.25, "batch_size": 64}, "final": {"epochs": 0.25, "batch_size": 64},
+                "finalists": 1, "reference_bits": None}
+    first = tiny_recipe(search=search, training=training)
+    proc = cli("optimize", write_recipe(first, "a.yaml"), "--out", tmp_path / "runs" / "bitfusion")
+    assert proc.returncode == 0, proc.stderr
+    assert "training the supernet" in proc.stdout
+    _, study = load_study(tmp_path / "runs" / "bitfusion")
+    done = [t for t in study.trials if "proxy" in t.user_attrs]
+    assert done and all(t.user_attrs["proxy"]["source"] == "inherited" for t in done)
+    assert list((tmp_path / "runs" / "bitfusion" / "supernet").glob("*.pt"))
+    finals = [v for k, v in study.user_attrs.items() if k.startswith("final:")]
+    assert finals and "test_accuracy" in finals[0]["final"]  # finalists are trained stand-alone
+
+    second = tiny_recipe(search=search, training=training, name="eyeriss_target",
+                         hardware=[str(ROOT / "hw_profiles" / "eyeriss.yaml")])
+    proc = cli("optimize", write_recipe(second, "b.yaml"), "--out", tmp_path / "runs" / "eyeriss")
+    assert proc.returncode == 0, proc.stderr
+    assert "reusing the supernet" in proc.stdout and "training the supernet" not in proc.stdout
