@@ -270,18 +270,9 @@ def export_trial(
     lint = engine = kernels = measured = None
     with atomic_path(out) as tmp:
         if fmt in ("onnx-int", "tensorrt"):
-            from flightco.nn.deploy import fold_for_deploy, snap_biases
-            from flightco.onnx_passes import bias_scales
-
             trained_accuracy = float((predict(model, data.test.x).argmax(1) == data.test.y).float().mean())
-            calib = data.train.x[torch.from_numpy(verification_indices(data.train.y.numpy(), CALIBRATION_IMAGES, seed=1))]
-            model = fold_for_deploy(model, calib)
-            snap_biases(model, bias_scales(_brevitas_qcdq(model, x[:1], tmp)))
-            changes = (export_onnx_int if fmt == "onnx-int" else export_tensorrt)(model, x[:1], tmp)
-        elif fmt == "qonnx":
-            export_qonnx_file(model, x[:1], tmp)
-        else:
-            export_onnx(model, x[:1], tmp)
+        calib = data.train.x[torch.from_numpy(verification_indices(data.train.y.numpy(), CALIBRATION_IMAGES, seed=1))]
+        model, changes = write_format(model, x[:1], tmp, fmt, calib)
         _write_metadata(tmp, pre, {"format": fmt, "trial": number, "bits": genome.bits_summary()})
         if fmt == "qonnx":
             ort_logits = run_qonnx(tmp, x_file)
@@ -335,6 +326,40 @@ def export_trial(
     if fmt == "tensorrt" and lint:
         raise ExportError(f"{out}: not TensorRT-ready: {lint[0]} ({len(lint)} problems; report in {out}.json)")
     return report
+
+
+def write_format(model: Any, example: Any, path: Path, fmt: str, calibration: Any) -> tuple[Any, dict[str, int] | None]:
+    """Write ``model`` to ``path`` as ``fmt``; returns the model the file computes (the folded,
+    bias-snapped deploy form for onnx-int / tensorrt, else ``model``) and what the passes changed."""
+    if fmt in ("onnx-int", "tensorrt"):
+        from flightco.nn.deploy import fold_for_deploy, snap_biases
+        from flightco.onnx_passes import bias_scales
+
+        model = fold_for_deploy(model, calibration)
+        snap_biases(model, bias_scales(_brevitas_qcdq(model, example, path)))
+        return model, (export_onnx_int if fmt == "onnx-int" else export_tensorrt)(model, example, path)
+    if fmt == "qonnx":
+        export_qonnx_file(model, example, path)
+    else:
+        export_onnx(model, example, path)
+    return model, None
+
+
+def export_float(genome: Genome, path: Path) -> None:
+    """The same network with every layer in float (plain torch layers, BN for onnxruntime to
+    fold), exported with the same opset and dynamic batch: the baseline integer kernels must beat."""
+    import torch
+
+    from flightco.nn.mobilenet import build_model
+    from flightco.space import FLOAT_BITS
+
+    torch.manual_seed(0)
+    model = build_model(genome.with_uniform_bits(FLOAT_BITS)).eval()
+    x = torch.randn(1, genome.in_channels, genome.resolution, genome.resolution)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=OPSET, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
 
 
 def measured_records(run_dir: Path) -> dict[tuple[int, str], dict[str, Any]]:
@@ -508,3 +533,8 @@ def with_measured(df: Any, run_dir: Path) -> Any:
     if not rows:
         return df.assign(format=None, measured_b1_ms=None, measured_b32_ms=None)
     return df.merge(pd.DataFrame(rows.values()), on="trial", how="left")
+
+
+from flightco.api import make_module_callable  # noqa: E402  (flightco.export(...) is the API function)
+
+make_module_callable(__name__, "export")

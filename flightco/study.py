@@ -38,6 +38,7 @@ from flightco.runs import (
     code_fingerprint,
     is_rdb_url,
     open_storage,
+    strip_password,
     read_run_info,
     redact,
     retry_callback,
@@ -82,7 +83,7 @@ def create_or_resume_study(
     url = storage_url or recipe.storage
     if (run_dir / "run.json").is_file():
         info = read_run_info(run_dir)
-        if (url and url != info.storage) or (study_name and study_name != info.study_name):
+        if (url and strip_password(url) != strip_password(info.storage)) or (study_name and study_name != info.study_name):
             raise RunError(f"{run_dir}: this run folder belongs to study {info.study_name!r} in "
                            f"{redact(info.storage)}; pass --out for a new run folder")
         if info.fingerprint != fingerprint:
@@ -92,7 +93,7 @@ def create_or_resume_study(
             )
     else:
         info = RunInfo(study_name=study_name or recipe.name, storage=url or "journal", fingerprint=fingerprint)
-    storage = open_storage(info.storage, run_dir)
+    storage = open_storage(url or info.storage, run_dir)  # run.json holds no password: use the given URL's
     existing = _load_existing(storage, info.study_name)
     if existing is not None:
         _check_compatible(existing, fingerprint)

@@ -4,6 +4,7 @@ training for a few steps on real digits, a real onnxruntime session."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -15,6 +16,8 @@ import torch
 from flightco.runs import load_study
 
 from conftest import BITFUSION, tiny_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
@@ -77,11 +80,11 @@ def test_export_onnx_matches_pytorch_in_onnxruntime(finished_run, cli, tmp_path)
     study, trials = _completed(out)
     finalist = int(next(k for k in study.user_attrs if k.startswith("final:")).split(":")[1])
     onnx_path = tmp_path / "model.onnx"
-    proc = cli("export", out, "--trial", finalist, "--out", onnx_path)
+    proc = cli("export", out, "--trial", finalist, "--out", onnx_path, "--format", "qcdq", "--no-measure")
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(onnx_path.with_suffix(".json").read_text())
+    report = json.loads(Path(f"{onnx_path}.json").read_text())
     assert report["weights"] == "final" and report["top1_agreement"] >= 0.995 and report["test_images"] == 1000
-    assert onnx_path.with_suffix(".md").is_file()
+    assert Path(f"{onnx_path}.md").is_file()
 
     # Independent check: our own onnxruntime session against the PyTorch model, batch size 7.
     from flightco.data import load_dataset
@@ -143,3 +146,37 @@ def test_profile_breakdown_of_a_trial_sums_to_its_stored_costs(finished_run, cli
     assert table.returncode == 0 and "executed" in table.stdout and "total: latency" in table.stdout
     missing = cli("profile", "breakdown", BITFUSION, "--run", out, "--trial", 999)
     assert missing.returncode == 2 and "trial 999" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_default_export_is_integer_measured_and_shown_by_pareto_and_the_api(finished_run, cli, tmp_path):
+    """onnx-int (the default): integer kernels reported from onnxruntime, measured latency and
+    memory, preprocessing in the metadata; `pareto --measured` and the Python API show it."""
+    import flightco
+    from flightco.export import preprocess, raw_pixels, read_preprocessing
+
+    _, out, _ = finished_run
+    study, trials = _completed(out)
+    number = int(next(k for k in study.user_attrs if k.startswith("final:")).split(":")[1])
+    path = tmp_path / "int.onnx"
+    proc = cli("export", out, "--trial", number, "--out", path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(Path(f"{path}.json").read_text())
+    assert report["format"] == "onnx-int" and report["top1_agreement"] >= 0.995
+    k = report["kernels"]
+    assert k["convolutions"] > 0 and k["integer_convolutions"] + len([n for n in k["not_integer"] if n["op"] == "Conv"]) == k["convolutions"]
+    assert all(n["reason"] for n in k["not_integer"])
+    m = report["measured"]
+    assert m["batch1"]["median_ms"] > 0 and m["batch32"]["median_ms"] > m["batch1"]["median_ms"] and m["peak_memory_kb"] > 0
+    assert m["file_bytes"] == path.stat().st_size
+    # the metadata's preprocessing turns raw pixels into exactly the training-normalised input
+    from flightco.data import load_dataset
+
+    pre = read_preprocessing(path)
+    x = load_dataset("mnist5k").test.x[:50].numpy()
+    np.testing.assert_allclose(preprocess(raw_pixels(x, pre), pre), x, atol=1e-4)
+    shown = cli("pareto", out, "--measured")
+    assert shown.returncode == 0 and "measured_b1_ms" in shown.stdout, shown.stderr
+    df = flightco.pareto(out, measured=True)
+    assert isinstance(df, pd.DataFrame) and "measured_b1_ms" in df.columns
+    costs = flightco.price(study.trials[number].user_attrs["genome"], ROOT / "hw_profiles" / "bitfusion.yaml")
+    assert costs["latency_ms"] == pytest.approx(study.trials[number].user_attrs["metrics"]["latency_ms"])
