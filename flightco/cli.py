@@ -329,6 +329,32 @@ def export(
         _fail(exc)
 
 
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="Run folder written by `flightco optimize`."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: RUN/report)."),
+) -> None:
+    """Write a report folder: index.html (interactive plotly, self-contained), PNGs, summary.md.
+
+    Figures: the Pareto front in 2-D and 3-D (accuracy x latency x energy, memory as colour),
+    hypervolume after each trial, per-layer bit-widths of the front, predicted vs measured
+    latency of exported models (run `flightco export RUN --all-front --out DIR` first).
+    For live exploration: `optuna-dashboard sqlite:///...` or, for the default journal file,
+    `optuna-dashboard RUN/study.journal` (objective names and trial attributes are readable).
+    """
+    try:
+        from flightco.report import write_report
+        from flightco.runs import check_output_path, load_study
+
+        folder = out or Path(run) / "report"
+        check_output_path(folder / "index.html", "--out")
+        _, study = load_study(run)
+        files = write_report(Path(run), folder, study)
+        console.print(f"wrote {len(files)} files to {folder}: " + ", ".join(f.name for f in files))
+    except FlightcoError as exc:
+        _fail(exc)
+
+
 from flightco.profile_cli import app as _profile_app  # noqa: E402
 
 app.add_typer(_profile_app, name="profile")

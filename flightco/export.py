@@ -1,20 +1,32 @@
-"""Export a trial's trained model to ONNX and verify the file in a runtime that executes it.
+"""Export a trial's trained model to ONNX, verify the file in the runtime that executes it, and
+measure it there.
 
-Two formats: ``qcdq`` (standard QuantizeLinear/Clip/DequantizeLinear ONNX, dynamic batch, for
-onnxruntime and TensorRT) and ``qonnx`` (the QONNX dialect with ``Quant`` nodes carrying
-arbitrary bit-widths, batch 1, the input of FINN's FPGA flow).
+Formats:
 
-Verification is not optional: after writing the file, it is executed — QCDQ in an onnxruntime
-session on all held-out test images, QONNX with the ``qonnx`` package's reference executor
-(node by node, slow) on the first ``QONNX_VERIFY_IMAGES`` — and compared with the PyTorch model
-(max abs difference of logits, top-1 agreement, accuracy of each). The figures are written next
-to the file as ``<name>.json`` and ``<name>.md``. Agreement below ``min_agreement`` is an error.
+- ``onnx-int`` (default): the deploy form (:mod:`flightco.nn.deploy`: BN folded, residual adds
+  and pooling inputs quantized, int32 biases) with uint8 activations, so onnxruntime runs every
+  quantized convolution, residual add and the classifier as integer kernels;
+- ``tensorrt``: the same deploy model as signed int8 Q/DQ with zero point 0 for TensorRT's
+  explicit quantization, linted on CPU (:mod:`flightco.runtimes.tensorrt`), engine built where
+  TensorRT and a GPU exist;
+- ``qcdq``: Brevitas's QCDQ of the trained model as trained (BN unfolded: onnxruntime runs its
+  convolutions in float between Q/DQ nodes; FLightNN weights exact);
+- ``qonnx``: ``Quant`` nodes at any bit-width, batch 1, the input of FINN's FPGA flow.
+
+Verification is not optional: raw test pixels go through the preprocessing the file carries in
+its metadata (mean/std of the training split), then through the file — onnxruntime on all test
+images, QONNX's reference executor on 100 stratified ones — and are compared with the PyTorch
+model the file computes (top-1 agreement, max |logit difference|, accuracies; for the deploy
+forms also the trained model's accuracy before folding). onnxruntime files are then measured
+(:mod:`flightco.runtimes.onnxruntime`: integer kernels from the optimized graph and profiler,
+latency at batch 1 and 32, size, peak memory). Reports: ``<file>.json`` / ``<file>.md``, and a
+copy under ``RUN/measured/`` for ``flightco pareto --measured`` and ``flightco report``.
 """
-
 from __future__ import annotations
 
 import json
 import math
+from contextlib import contextmanager
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -387,11 +399,35 @@ def _brevitas_export(export_fn: Any, label: str, model: Any, path: Path, **kwarg
     model.eval()
     check_flight_exact(model)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_fds():
             warnings.simplefilter("ignore")
             export_fn(model, **kwargs)
     except Exception as exc:  # torch.onnx raises many types; report one line
         raise ExportError(f"{path}: {label} export failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    finally:
+        for stray in (Path(f"{path}.data"), Path(path).with_suffix(".onnx.data")):
+            if stray.is_file():  # torch.onnx's external-data file: flightco's models fit in one file
+                stray.unlink()
+
+
+@contextmanager
+def _quiet_fds() -> Any:
+    """Silence stdout/stderr at the file-descriptor level while an exporter runs: torch.onnx and
+    ONNX's version converter print progress and caught tracebacks from C++ on success."""
+    import os
+    import sys
+    import tempfile
+
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1), os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+            os.close(saved[0]), os.close(saved[1])
 
 
 def export_qonnx_file(model: Any, example: Any, path: Path) -> None:
@@ -499,15 +535,24 @@ def export_onnx_int(model: Any, example: Any, path: Path) -> dict[str, int]:
 def export_tensorrt(model: Any, example: Any, path: Path) -> dict[str, int]:
     """``tensorrt``: TensorRT's explicit-quantization form from the same deploy model: signed
     int8 Q/DQ with zero point 0, per-channel weights on axis 0, int32 biases, sub-8-bit ranges as
-    a float Clip before the Q (no integer op between Q and DQ). Checked by
+    a float Clip before the Q (no integer op between Q and DQ). 8-bit ReLU outputs (uint8 codes
+    0..255) have no int8 equivalent: their step is doubled, the one inexact step of this form. Checked by
     :func:`flightco.runtimes.tensorrt.lint`."""
     import onnx
 
-    from flightco.onnx_passes import clip_before_quantize, fold_constant_clips, guard_float_weights, quantize_bias_int32
+    from flightco.onnx_passes import (
+        clip_before_quantize,
+        fold_constant_clips,
+        guard_float_weights,
+        quantize_bias_int32,
+        unsigned_to_signed,
+    )
 
     graph = _brevitas_qcdq(model, example, path)
-    changes = {"weight_clips_folded": fold_constant_clips(graph), "int32_biases": quantize_bias_int32(graph),
-               "clips_before_quantize": clip_before_quantize(graph), "float_layers_guarded": guard_float_weights(graph)}
+    changes = {"weight_clips_folded": fold_constant_clips(graph), "int32_biases": quantize_bias_int32(graph)}
+    exact, doubled = unsigned_to_signed(graph)
+    changes.update({"unsigned_to_int8_exact": exact, "unsigned_8bit_to_int8_step_doubled": doubled,
+                    "clips_before_quantize": clip_before_quantize(graph), "float_layers_guarded": guard_float_weights(graph)})
     onnx.checker.check_model(graph)
     onnx.save(graph, str(path))
     return changes

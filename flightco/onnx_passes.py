@@ -389,3 +389,46 @@ def wide_weights_to_uint8(model: onnx.ModelProto, limit: int = SATURATION_SAFE_W
         changed += 1
     remove_unused_constants(model)
     return changed
+
+
+def unsigned_to_signed(model: onnx.ModelProto) -> tuple[int, int]:
+    """Make every uint8 activation quantizer (zero point 0: ReLU outputs) signed int8 with zero
+    point 0, as TensorRT requires. Codes up to 127 (a Clip at or below 127: sub-8-bit ReLUs) map
+    exactly; a full 8-bit unsigned range cannot, so its step is doubled (7 bits of magnitude) —
+    the one inexact step of the TensorRT form, measured by the export's agreement check.
+    Returns (exact, doubled) counts."""
+    graph = model.graph
+    values = _constant_values(graph)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    exact = doubled = 0
+    for q in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
+        if q.input[0] in values or len(q.input) < 3 or q.input[2] not in values or values[q.input[2]].dtype != np.uint8:
+            continue
+        if np.any(values[q.input[2]] != 0) or q.input[1] not in values:
+            continue
+        users = consumers.get(q.output[0], [])
+        clips = [u for u in users if u.op_type == "Clip" and len(u.input) == 3 and u.input[2] in values]
+        hi = max((int(values[c.input[2]]) for c in clips), default=255) if len(clips) == len(users) else 255
+        z_name = _add_constant(graph, f"{q.name or q.output[0]}_zero_int8", np.zeros((), np.int8))
+        scale_name = q.input[1]
+        if hi > 127:
+            scale_name = _add_constant(graph, f"{q.name or q.output[0]}_scale_x2",
+                                       (values[q.input[1]].astype(np.float32) * 2).astype(np.float32))
+            doubled += 1
+        else:
+            exact += 1
+        q.input[1], q.input[2] = scale_name, z_name
+        stack = list(users)
+        while stack:
+            c = stack.pop()
+            if c.op_type == "DequantizeLinear":
+                c.input[1], c.input[2] = scale_name, z_name
+            elif c.op_type == "Clip" and len(c.input) == 3:
+                c.input[1] = _add_constant(graph, f"{c.name or c.output[0]}_min_int8", np.array(0, np.int8))
+                c.input[2] = _add_constant(graph, f"{c.name or c.output[0]}_max_int8", np.array(min(int(values[c.input[2]]), 127), np.int8))
+                stack.extend(consumers.get(c.output[0], []))
+    remove_unused_constants(model)
+    return exact, doubled

@@ -108,6 +108,7 @@ def create_or_resume_study(
         study.set_user_attr("flightco_version", __version__)
         study.set_user_attr("objectives", [o.metric for o in recipe.objectives])
         study.set_user_attr("artifact_dir", str(run_dir))
+        study.set_metric_names([o.metric for o in recipe.objectives])  # named axes in optuna-dashboard
     if budget is not None and study.user_attrs.get("budget") != budget:
         study.set_user_attr("budget", budget)
     write_run_info(run_dir, info)

@@ -180,3 +180,47 @@ def test_default_export_is_integer_measured_and_shown_by_pareto_and_the_api(fini
     assert isinstance(df, pd.DataFrame) and "measured_b1_ms" in df.columns
     costs = flightco.price(study.trials[number].user_attrs["genome"], ROOT / "hw_profiles" / "bitfusion.yaml")
     assert costs["latency_ms"] == pytest.approx(study.trials[number].user_attrs["metrics"]["latency_ms"])
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_report_html_pngs_summary_and_dashboard(finished_run, cli, tmp_path):
+    """`flightco report`: PNGs decode, the summary lists the front, the HTML renders its plots in
+    headless Chromium without console errors, and optuna-dashboard serves the study."""
+    import subprocess
+
+    from PIL import Image
+
+    _, out, _ = finished_run
+    folder = tmp_path / "report"
+    proc = cli("report", out, "--out", folder)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("front_2d.png", "hypervolume.png", "bits.png", "predicted_vs_measured.png"):
+        with Image.open(folder / name) as im:
+            assert im.size[0] > 300 and len(set(im.convert("L").getdata())) > 10  # drawn, not blank
+    assert "| trial | accuracy |" in (folder / "summary.md").read_text()
+    study, _ = _completed(out)
+    assert study.metric_names == ["accuracy", "energy_mj"]
+    from optuna_dashboard import wsgi
+    from wsgiref.util import setup_testing_defaults
+
+    env: dict = {"PATH_INFO": "/api/studies", "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(env)
+    status: list = []
+    body = b"".join(wsgi(study._storage)(env, lambda s, h, *a: status.append(s)))
+    assert status[0].startswith("200") and study.study_name.encode() in body
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium here (apt-get install chromium) to render the HTML")
+    run = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'chrome'}", "--enable-logging=stderr", "--v=0",
+                          "--virtual-time-budget=5000", "--dump-dom", (folder / "index.html").as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not [c for c in console if "rror" in c or "Uncaught" in c], console
+    assert run.stdout.count('class="main-svg"') >= 4, run.stderr[-2000:]  # plotly drew the figures

@@ -87,10 +87,12 @@ def test_tensorrt_form_passes_lint_and_matches_in_onnxruntime(trained, deployed,
     _, data = trained
     folded, _ = deployed
     path = tmp_path / "trt.onnx"
-    export_tensorrt(folded, data.test.x[:1], path)
+    changes = export_tensorrt(folded, data.test.x[:1], path)
     assert trt_rt.lint(path) == []
+    assert changes["unsigned_8bit_to_int8_step_doubled"] > 0  # W8A8: every ReLU output is 8-bit unsigned
     out = session(path).run(None, {"input": data.test.x.numpy()})[0]
-    assert (out.argmax(1) == predict(folded, data.test.x).numpy().argmax(1)).mean() >= 0.995
+    # doubling the step of 8-bit ReLU outputs (TensorRT has no uint8) costs a little agreement
+    assert (out.argmax(1) == predict(folded, data.test.x).numpy().argmax(1)).mean() >= 0.97
 
 
 def test_tensorrt_lint_rejects_uint8_and_nonzero_zero_points(trained, deployed, tmp_path):
