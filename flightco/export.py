@@ -347,7 +347,7 @@ def write_format(model: Any, example: Any, path: Path, fmt: str, calibration: An
         from flightco.nn.deploy import fold_for_deploy, snap_biases
         from flightco.onnx_passes import bias_scales
 
-        model = fold_for_deploy(model, calibration)
+        model = fold_for_deploy(model, calibration, signed_activations=fmt == "tensorrt")
         snap_biases(model, bias_scales(_brevitas_qcdq(model, example, path)))
         return model, (export_onnx_int if fmt == "onnx-int" else export_tensorrt)(model, example, path)
     if fmt == "qonnx":
@@ -535,8 +535,9 @@ def export_onnx_int(model: Any, example: Any, path: Path) -> dict[str, int]:
 def export_tensorrt(model: Any, example: Any, path: Path) -> dict[str, int]:
     """``tensorrt``: TensorRT's explicit-quantization form from the same deploy model: signed
     int8 Q/DQ with zero point 0, per-channel weights on axis 0, int32 biases, sub-8-bit ranges as
-    a float Clip before the Q (no integer op between Q and DQ). 8-bit ReLU outputs (uint8 codes
-    0..255) have no int8 equivalent: their step is doubled, the one inexact step of this form. Checked by
+    a float Clip before the Q (no integer op between Q and DQ). ``model`` must come from
+    ``fold_for_deploy(..., signed_activations=True)`` (8-bit ReLU outputs at 7 bits of magnitude)
+    for every activation to fit int8 exactly; otherwise their step is doubled here. Checked by
     :func:`flightco.runtimes.tensorrt.lint`."""
     import onnx
 

@@ -61,11 +61,22 @@ def fold_conv_bn(conv: nn.Module, bn: nn.BatchNorm2d, is_flight: bool) -> nn.Mod
     return new
 
 
-def fold_for_deploy(model: MobileNet, calibration: torch.Tensor, batch_size: int = 128) -> MobileNet:
+def fold_for_deploy(model: MobileNet, calibration: torch.Tensor, batch_size: int = 128,
+                    signed_activations: bool = False) -> MobileNet:
     """A folded, fully quantized copy of ``model`` (see the module docstring), its new
     quantizers calibrated on ``calibration`` images (train-mode passes without gradients; there
-    is no BatchNorm left to disturb)."""
+    is no BatchNorm left to disturb).
+
+    ``signed_activations`` (TensorRT, which has no uint8): 8-bit ReLU outputs keep their learned
+    range at 7 bits of magnitude (codes 0..127, about twice the step), so they fit signed int8
+    exactly and PyTorch computes what the file computes."""
     model = copy.deepcopy(model).eval()
+    if signed_activations:
+        for module in model.modules():
+            if isinstance(module, qnn.QuantReLU):
+                width = module.act_quant.fused_activation_quant_proxy.tensor_quant.msb_clamp_bit_width_impl.bit_width.value
+                if float(width) > 7:
+                    width.fill_(7.0)
     flight = {name.removesuffix(".conv") for name, _ in flight_quantizers(model)}
     bake_weights(model)
     for name, module in list(model.named_modules()):
