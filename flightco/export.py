@@ -212,12 +212,12 @@ def _file_opset(path: Path) -> int:
                default=0)
 
 
-def _run_onnxruntime(path: Path, x: Any) -> Any:
+def _run_onnxruntime(path: Path, x: Any, reference: bool = False) -> Any:
     import numpy as np
 
     from flightco.runtimes.onnxruntime import session
 
-    sess = session(path, threads=2)
+    sess = session(path, threads=2, reference=reference)
     name = sess.get_inputs()[0].name
     return np.concatenate([sess.run(None, {name: x[i:i + 256]})[0] for i in range(0, len(x), 256)])
 
@@ -292,8 +292,10 @@ def export_trial(
         else:
             import onnxruntime as ort
 
-            ort_logits = _run_onnxruntime(tmp, x_file)
-            runtime = f"onnxruntime {ort.__version__}"
+            # the TensorRT form is checked for parity as written (TensorRT's int8 does not saturate;
+            # onnxruntime's AVX2 int8 kernels do, on 8-bit weights in int8 form)
+            ort_logits = _run_onnxruntime(tmp, x_file, reference=fmt == "tensorrt")
+            runtime = f"onnxruntime {ort.__version__}" + (" (basic optimizations: Q/DQ as written)" if fmt == "tensorrt" else "")
         opset = _file_opset(tmp)
     if fmt != "qonnx":
         from dataclasses import asdict as _asdict

@@ -108,7 +108,9 @@ def create_or_resume_study(
         study.set_user_attr("flightco_version", __version__)
         study.set_user_attr("objectives", [o.metric for o in recipe.objectives])
         study.set_user_attr("artifact_dir", str(run_dir))
-        study.set_metric_names([o.metric for o in recipe.objectives])  # named axes in optuna-dashboard
+        with warnings.catch_warnings():  # experimental in Optuna 5; named axes in optuna-dashboard
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([o.metric for o in recipe.objectives])
     if budget is not None and study.user_attrs.get("budget") != budget:
         study.set_user_attr("budget", budget)
     write_run_info(run_dir, info)
