@@ -172,7 +172,7 @@ def test_default_export_is_integer_measured_and_shown_by_pareto_and_the_api(fini
     from flightco.data import load_dataset
 
     pre = read_preprocessing(path)
-    x = load_dataset("mnist5k").test.x[:50].numpy()
+    x = load_dataset("mnist5k", limit_train=tiny_recipe()["dataset"]["limit_train"]).test.x[:50].numpy()  # the run's split
     np.testing.assert_allclose(preprocess(raw_pixels(x, pre), pre), x, atol=1e-4)
     shown = cli("pareto", out, "--measured")
     assert shown.returncode == 0 and "measured_b1_ms" in shown.stdout, shown.stderr
