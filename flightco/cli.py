@@ -73,6 +73,8 @@ class Weights(str, Enum):
 
 
 class ExportFormat(str, Enum):
+    onnx_int = "onnx-int"
+    tensorrt = "tensorrt"
     qcdq = "qcdq"
     qonnx = "qonnx"
 
@@ -332,6 +334,8 @@ def _print_table(df, title: str, columns: list[str]) -> None:
     console.print(table)
 
 
+MEASURED_COLUMNS = ["trial", "accuracy", "format", "latency_ms", "measured_b1_ms", "measured_b32_ms", "measured_kb",
+                    "integer_convs", "runtime_accuracy"]
 FRONT_COLUMNS = ["trial", "accuracy", "final_test_accuracy", "energy_mj", "latency_ms", "memory_kb", "bits"]
 
 
@@ -380,6 +384,7 @@ def pareto(
     all_trials: bool = typer.Option(False, "--all", help="List every trial (failed and infeasible too), not only the front."),
     fmt: TableFormat = typer.Option(TableFormat.table, "--format", help="How to print to stdout: a table for people, or csv / json for programs."),
     hv_history: Optional[Path] = typer.Option(None, "--hv-history", help="Write the front's hypervolume after every finished trial to this .csv or .png."),
+    measured: bool = typer.Option(False, "--measured", help="Add what `flightco export` measured (latency at batch 1/32, size) beside the predictions."),
 ) -> None:
     """Show the Pareto front (or all trials), with finalists' uniform-precision comparisons and
     the front's hypervolume against the run's fixed reference point.
@@ -409,10 +414,17 @@ def pareto(
         say = err_console.print if fmt != TableFormat.table else console.print  # stdout stays machine-readable
         say(describe_provenance(study.user_attrs.get("profiles")))
         df = all_frame(study) if all_trials else front_frame(study)
+        if measured:
+            from flightco.export import with_measured
+
+            df = with_measured(df, run)
         if fmt == TableFormat.csv:
             typer.echo(machine_frame(df).to_csv(index=False), nl=False)
         elif fmt == TableFormat.json:
             typer.echo(json.dumps(records(df), allow_nan=False))
+        elif measured:
+            _print_table(df, f"Predicted vs measured ({study.study_name}): predicted = the run's profiles, "
+                             "measured = onnxruntime after export", MEASURED_COLUMNS + [c for c in df.columns if c.endswith(".latency_ms")])
         elif all_trials:
             _print_table(df, f"All trials of {study.study_name}: {len(df)}", FRONT_COLUMNS + ["status"])
         else:
@@ -511,26 +523,86 @@ def repair(
 @app.command()
 def export(
     run: Path = typer.Argument(..., help="Run folder written by `flightco optimize`."),
-    trial: int = typer.Option(..., "--trial", help="Trial number (see `flightco pareto`)."),
-    out: Path = typer.Option(..., "--out", help="Output .onnx file; reports <file>.json and <file>.md are written beside it (never inside a run folder's own files)."),
+    trial: Optional[int] = typer.Option(None, "--trial", help="Trial number (see `flightco pareto`)."),
+    out: Path = typer.Option(..., "--out", help="Output .onnx file (with --all-front: a folder); reports <file>.json and <file>.md are written beside it (never inside a run folder's own files)."),
     weights: Weights = typer.Option(Weights.auto, "--weights", help="Which trained weights: auto (final if trained, else proxy), final, proxy or reference (the uniform-precision twin)."),
     min_agreement: float = typer.Option(0.995, "--min-agreement", min=0.0, max=1.0, help="Fail when the exported file's top-1 agrees with PyTorch on a smaller fraction of test images (0 to 1)."),
-    fmt: ExportFormat = typer.Option(ExportFormat.qcdq, "--format", help="qcdq: standard Q/DQ ONNX for onnxruntime/TensorRT, dynamic batch. qonnx: Quant nodes at any bit-width, batch 1, for FINN."),
+    fmt: ExportFormat = typer.Option(ExportFormat.onnx_int, "--format", help=(
+        "onnx-int (default: BN folded, uint8 activations, int8 weights, int32 bias: onnxruntime runs integer kernels), "
+        "tensorrt (signed int8 Q/DQ for TensorRT's explicit quantization, linted here), "
+        "qcdq (Brevitas's plain Q/DQ form, BN unfolded: onnxruntime runs it in float) or "
+        "qonnx (Quant nodes at any bit-width, batch 1, for FINN).")),
+    all_front: bool = typer.Option(False, "--all-front", help="Export every model of the Pareto front into the --out folder (trial_NNNN.onnx)."),
+    measure: bool = typer.Option(True, "--measure/--no-measure", help="Time the file at batch 1 and 32 and read its memory in its runtime."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Runtime threads for the measurements."),
 ) -> None:
-    """Export a trial to ONNX and verify the file against PyTorch on test images.
+    """Export a trial (or the whole front) to ONNX, verify it against PyTorch, measure it.
 
-    QCDQ files run in onnxruntime on all test images; QONNX files in the qonnx package's reference executor on the first 100 (it runs node by node).
+    Verification feeds raw test pixels through the preprocessing stored in the file's metadata (all test images for onnxruntime; 100, stratified, for QONNX's node-by-node executor). The report says how many nodes onnxruntime ran as integer kernels (and why others stayed float), and puts measured latency, file size and memory beside the run's predicted costs; see them all with `flightco pareto RUN --measured`.
     """
     try:
+        from flightco.errors import RunError
         from flightco.export import check_export_paths, export_trial
 
-        check_export_paths(out, min_agreement)
-        r = export_trial(run, trial, out, weights=weights.value, min_agreement=min_agreement, fmt=fmt.value)
-        console.print(
-            f"wrote {r.file} ({r.weights} weights, {r.bits}); {r.runtime} vs PyTorch on {r.test_images} test images: "
-            f"top-1 agreement {100 * r.top1_agreement:.2f}%, max |diff| {r.max_abs_diff:.2g}, "
-            f"accuracy {100 * r.runtime_accuracy:.2f}% (PyTorch {100 * r.pytorch_accuracy:.2f}%)"
-        )
+        if all_front:
+            from flightco.pareto import front_frame
+            from flightco.runs import load_study
+
+            _, study = load_study(run)
+            numbers = [int(t) for t in front_frame(study)["trial"]]
+            targets = [(n, out / f"trial_{n:04d}.onnx") for n in numbers]
+        elif trial is None:
+            raise RunError("--trial is required (or --all-front)")
+        else:
+            targets = [(trial, out)]
+        for _, path in targets:  # every output is checked before anything is written
+            check_export_paths(path, min_agreement)
+        for number, path in targets:
+            r = export_trial(run, number, path, weights=weights.value, min_agreement=min_agreement, fmt=fmt.value,
+                             measure=measure, threads=threads)
+            console.print(
+                f"wrote {r.file} ({r.format}, {r.weights} weights, {r.bits}); {r.runtime} vs PyTorch on {r.test_images} test images: "
+                f"top-1 agreement {100 * r.top1_agreement:.2f}%, max |diff| {r.max_abs_diff:.2g}, "
+                f"accuracy {100 * r.runtime_accuracy:.2f}% (PyTorch {100 * r.pytorch_accuracy:.2f}%)"
+            )
+            if r.kernels:
+                k = r.kernels
+                console.print(f"  {k['integer_convolutions']}/{k['convolutions']} convolutions ran as integer kernels"
+                              + (f"; float: " + "; ".join(f"{n['node']} ({n['reason']})" for n in k["not_integer"][:3])
+                                 if k["not_integer"] else ""))
+            if r.measured:
+                m = r.measured
+                console.print(f"  measured: batch 1 {m['batch1']['median_ms']:.3g} ms, batch 32 {m['batch32']['median_ms']:.3g} ms, "
+                              f"{m['file_bytes'] / 1024:.1f} KiB, session peak {m['peak_memory_kb'] / 1024:.1f} MiB")
+            if r.lint is not None:
+                console.print(f"  TensorRT lint: {'passes' if not r.lint else r.lint[0]}; engine: "
+                              f"{r.engine if isinstance(r.engine, str) else 'built (see report)'}")
+    except FlightcoError as exc:
+        _fail(exc)
+
+
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="Run folder written by `flightco optimize`."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: RUN/report)."),
+) -> None:
+    """Write a report folder: index.html (interactive plotly, self-contained), PNGs, summary.md.
+
+    Figures: the Pareto front in 2-D and 3-D (accuracy x latency x energy, memory as colour),
+    hypervolume after each trial, per-layer bit-widths of the front, predicted vs measured
+    latency of exported models (run `flightco export RUN --all-front --out DIR` first).
+    For live exploration: `optuna-dashboard sqlite:///...` or, for the default journal file,
+    `optuna-dashboard RUN/study.journal` (objective names and trial attributes are readable).
+    """
+    try:
+        from flightco.report import write_report
+        from flightco.runs import check_output_path, load_study
+
+        folder = out or Path(run) / "report"
+        check_output_path(folder / "index.html", "--out")
+        _, study = load_study(run)
+        files = write_report(Path(run), folder, study)
+        console.print(f"wrote {len(files)} files to {folder}: " + ", ".join(f.name for f in files))
     except FlightcoError as exc:
         _fail(exc)
 

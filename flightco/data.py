@@ -42,6 +42,8 @@ class Dataset:
     in_channels: int
     resolution: int
     num_classes: int
+    mean: tuple[float, ...] = ()  # per channel, of pixel / 255 on the training split
+    std: tuple[float, ...] = ()   # (input = (pixel / 255 - mean) / std, channels first)
 
 
 _LOADERS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]]] = {}
@@ -351,4 +353,6 @@ def load_dataset(
         in_channels=int(x.shape[-1]),
         resolution=int(x.shape[1]),
         num_classes=num_classes,
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
     )

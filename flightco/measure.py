@@ -3,8 +3,9 @@
 This module sits above `flightco.hw` and `flightco.nn`: it builds torch models, exports them and
 times them, so `hw/` stays torch-free and only prices workloads.
 
-Every measured graph is produced by the same export path as ``flightco export`` (Brevitas QCDQ
-plus flightco's clip rewrite), so the timings are of what a user would run: onnxruntime's CPU
+Every measured graph is produced by the same export path as ``flightco export`` (by default its
+``onnx-int`` deploy form, whose quantized layers onnxruntime runs as integer kernels; ``qcdq``
+on request), so the timings are of what a user would run: onnxruntime's CPU
 provider with its default optimizations, batch 1. Each timing takes ``repeats`` runs after
 ``warmup`` runs and keeps the lowest median of five blocks of them (see ``time_session``), with the
 thread count recorded.
@@ -124,8 +125,12 @@ def executed_kernel(optimized_path: Path) -> str:
     return f"integer ({', '.join(integer)})" if integer else "float between Q/DQ"
 
 
-def _layer_module(layer: LayerWorkload):
-    """The deployed form of one kernel: input quantizer, (quantized) conv or linear, BN, ReLU quantizer."""
+FORMATS = ("onnx-int", "qcdq")  # how measured kernels are exported (flightco export --format)
+
+
+def _layer_module(layer: LayerWorkload, fmt: str = "onnx-int"):
+    """The deployed form of one kernel: input quantizer, (quantized) conv or linear, BN (folded
+    into a conv bias for ``onnx-int``, as the deploy form has it), ReLU quantizer."""
     import torch.nn as nn
 
     from flightco.nn import quant
@@ -134,9 +139,12 @@ def _layer_module(layer: LayerWorkload):
     if layer.op == "linear":
         return nn.Sequential(nn.Flatten(), quant.identity(layer.a_bits, 1),
                              quant.linear(layer.cin, layer.cout, w_bits=layer.w_bits))
-    conv = quant.conv2d(layer.cin, layer.cout, layer.k, layer.stride, layer.groups, w_bits=layer.w_bits)
-    return nn.Sequential(quant.identity(layer.a_bits, 1),
-                         ConvBNAct(conv, layer.cout, quant.relu(layer.out_bits, 1)))
+    folded = fmt == "onnx-int"
+    conv = quant.conv2d(layer.cin, layer.cout, layer.k, layer.stride, layer.groups, w_bits=layer.w_bits, bias=folded)
+    block = ConvBNAct(conv, layer.cout, quant.relu(layer.out_bits, 1))
+    if folded:
+        block.bn = nn.Identity()
+    return nn.Sequential(quant.identity(layer.a_bits, 1), block)
 
 
 def _prepare(model, x) -> None:
@@ -150,28 +158,38 @@ def _prepare(model, x) -> None:
     model.eval()
 
 
-def _export(model, x, path: Path) -> None:
-    from flightco.export import export_onnx
+def _export(model, x, path: Path, fmt: str = "onnx-int") -> None:
+    from flightco.export import _brevitas_qcdq, export_onnx, export_onnx_int
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        export_onnx(model, x, path)
+        if fmt == "onnx-int":
+            from flightco.nn.deploy import snap_biases
+            from flightco.onnx_passes import bias_scales
+
+            snap_biases(model, bias_scales(_brevitas_qcdq(model, x, path)))
+            export_onnx_int(model, x, path)
+        else:
+            export_onnx(model, x, path)
 
 
 def measure_layers(layers: list[LayerWorkload], threads: int, warmup: int = 10, repeats: int = 50,
-                   progress: Callable[[int], None] | None = None) -> Iterator[MeasuredLayer]:
-    """Build, export and time each kernel at batch 1; yields one measurement per layer."""
+                   progress: Callable[[int], None] | None = None, fmt: str = "onnx-int") -> Iterator[MeasuredLayer]:
+    """Build, export (as ``fmt``: by default the integer form ``flightco export`` writes, so
+    quantized layers are timed as the QLinearConv kernels onnxruntime runs; sub-8-bit layers
+    run on the same 8-bit kernels) and time each kernel at batch 1; yields one measurement per
+    layer, noting the kernel onnxruntime really executed."""
     import torch
 
     with tempfile.TemporaryDirectory() as tmp:
         for i, layer in enumerate(layers):
             torch.manual_seed(i)
-            model = _layer_module(layer)
+            model = _layer_module(layer, fmt)
             shape = (1, layer.cin, layer.h, layer.w) if layer.op != "linear" else (1, layer.cin, 1, 1)
             x = torch.randn(*shape)
             _prepare(model, x)
             path = Path(tmp) / f"layer{i}.onnx"
-            _export(model, x, path)
+            _export(model, x, path, fmt)
             optimized = Path(tmp) / f"layer{i}.opt.onnx"
             ms = time_session(_session(path, threads, optimized), {"input": x.numpy()}, warmup, repeats)
             if progress:
@@ -212,7 +230,7 @@ def measure_session_overhead_ms(threads: int, warmup: int = 20, repeats: int = 2
         return time_session(_session(path, threads), {"a": np.zeros((1, 16), np.float32)}, warmup, repeats)
 
 
-def _export_network(genome: Genome, path: Path) -> np.ndarray:
+def _export_network(genome: Genome, path: Path, fmt: str = "onnx-int") -> np.ndarray:
     """Export a randomly initialised (calibrated) network as ``flightco export`` does; returns an input."""
     import torch
 
@@ -221,8 +239,13 @@ def _export_network(genome: Genome, path: Path) -> np.ndarray:
     torch.manual_seed(0)
     model = build_model(genome, collect_stats_steps=1)
     x = torch.randn(1, genome.in_channels, genome.resolution, genome.resolution)
-    _prepare(model, torch.randn(8, genome.in_channels, genome.resolution, genome.resolution))
-    _export(model, x, path)
+    calib = torch.randn(8, genome.in_channels, genome.resolution, genome.resolution)
+    _prepare(model, calib)
+    if fmt == "onnx-int":
+        from flightco.nn.deploy import fold_for_deploy
+
+        model = fold_for_deploy(model, calib)
+    _export(model, x, path, fmt)
     return x.numpy()
 
 
@@ -233,9 +256,9 @@ reports can put the measurement's own noise next to a predictor's error."""
 
 def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repeats: int = 100, rounds: int = ROUNDS,
                      seed: int = 0, progress: Callable[[int], None] | None = None, tolerance: float = 0.03,
-                     max_rounds: int = 3 * ROUNDS) -> list[float]:
-    """Batch-1 latency (ms) of several networks, timed in interleaved passes with noisy timings
-    rejected.
+                     max_rounds: int = 3 * ROUNDS, fmt: str = "onnx-int") -> list[float]:
+    """Batch-1 latency (ms) of several networks (exported as ``fmt``), timed in interleaved passes
+    with noisy timings rejected.
 
     Each pass visits every network in a new random order and each network keeps its quietest
     pass. A slow spell of the machine then touches every network a little instead of a few
@@ -250,7 +273,7 @@ def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repe
         sessions, feeds = [], []
         for i, genome in enumerate(genomes):
             path = Path(tmp) / f"net{i}.onnx"
-            feeds.append({"input": _export_network(genome, path)})
+            feeds.append({"input": _export_network(genome, path, fmt)})
             sessions.append(_session(path, threads))
             if progress:
                 progress(i + 1)

@@ -194,3 +194,8 @@ def plot_front(study: optuna.Study, path: Path, cost_metric: str | None = None) 
         fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png")
     plt.close(fig)
     return path
+
+
+from flightco.api import make_module_callable  # noqa: E402  (flightco.pareto(run) is the API function)
+
+make_module_callable(__name__, "pareto")

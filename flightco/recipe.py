@@ -201,6 +201,10 @@ class Recipe(_Strict):
         """The recipe as stored with a study: file paths made absolute, and the search space's and
         profiles' YAML texts embedded, so a worker on another machine needs only the storage."""
         d = self.model_dump(mode="json")
+        if d.get("storage"):
+            from flightco.runs import strip_password
+
+            d["storage"] = strip_password(d["storage"])  # a password never goes into the study
         d["search_space"] = str(self.search_space_path.resolve())
         d["hardware"] = [str(p.resolve()) for p in self.hardware_paths]
         if self.dataset.root:

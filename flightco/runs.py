@@ -72,7 +72,7 @@ def open_storage(storage: str, run_dir: Path) -> optuna.storages.BaseStorage:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
-                storage,
+                with_password(storage),
                 heartbeat_interval=HEARTBEAT_INTERVAL_S,
                 grace_period=GRACE_PERIOD_S,
                 heartbeat_stale_trial_callback=retry_callback(),
@@ -99,6 +99,35 @@ def redact(url: str) -> str:
         if ":" in cred:
             return f"{scheme}://{cred.split(':', 1)[0]}:***@{host}"
     return url
+
+
+PASSWORD_ENV = "FLIGHTCO_STORAGE_PASSWORD"
+
+
+def strip_password(url: str) -> str:
+    """The storage URL without its password: what flightco writes to disk (``run.json``, the
+    stored recipe) and prints. Workers get the password from the URL they are given or from
+    ``$FLIGHTCO_STORAGE_PASSWORD`` (PostgreSQL's client also reads ``$PGPASSWORD`` / ``~/.pgpass``)."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        if ":" in cred:
+            return f"{scheme}://{cred.split(':', 1)[0]}@{host}"
+    return url
+
+
+def with_password(url: str) -> str:
+    """``url`` with ``$FLIGHTCO_STORAGE_PASSWORD`` put in when it names a user but no password."""
+    secret = os.environ.get(PASSWORD_ENV)
+    if not secret or "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    cred, host = rest.rsplit("@", 1)
+    if ":" in cred:
+        return url
+    from urllib.parse import quote
+
+    return f"{scheme}://{cred}:{quote(secret, safe='')}@{host}"
 
 
 def code_fingerprint() -> str:
@@ -148,7 +177,9 @@ def write_run_info(run_dir: Path, info: RunInfo) -> None:
     from flightco.atomic import write_text
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / RUN_FILE, json.dumps(asdict(info), indent=2) + "\n")
+    data = asdict(info)
+    data["storage"] = strip_password(info.storage)  # never a password on disk
+    write_text(run_dir / RUN_FILE, json.dumps(data, indent=2) + "\n")
 
 
 def read_run_info(run_dir: Path) -> RunInfo:

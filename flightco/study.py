@@ -40,6 +40,7 @@ from flightco.runs import (
     is_rdb_url,
     normalize_storage_url,
     open_storage,
+    strip_password,
     read_run_info,
     redact,
     retry_callback,
@@ -86,7 +87,7 @@ def create_or_resume_study(
     url = normalize_storage_url(storage_url or recipe.storage) if (storage_url or recipe.storage) else None
     if (run_dir / "run.json").is_file():
         info = read_run_info(run_dir)
-        if (url and url != info.storage) or (study_name and study_name != info.study_name):
+        if (url and strip_password(url) != strip_password(info.storage)) or (study_name and study_name != info.study_name):
             raise RunError(f"{run_dir}: this run folder belongs to study {info.study_name!r} in "
                            f"{redact(info.storage)}; pass --out for a new run folder")
         if info.fingerprint != fingerprint:
@@ -97,7 +98,7 @@ def create_or_resume_study(
     else:
         info = RunInfo(study_name=study_name or recipe.name, storage=url or "journal", fingerprint=fingerprint,
                        fingerprint_parts=parts)
-    storage = open_storage(info.storage, run_dir)
+    storage = open_storage(url or info.storage, run_dir)  # run.json holds no password: use the given URL's
     existing = _load_existing(storage, info.study_name)
     if existing is not None:
         _check_compatible(existing, fingerprint, parts)
@@ -113,6 +114,9 @@ def create_or_resume_study(
         study.set_user_attr("flightco_version", __version__)
         study.set_user_attr("objectives", [o.metric for o in recipe.objectives])
         study.set_user_attr("artifact_dir", str(run_dir))
+        with warnings.catch_warnings():  # experimental in Optuna 5; named axes in optuna-dashboard
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([o.metric for o in recipe.objectives])
         from flightco.hw.validation import profile_provenance
 
         # which profile versions price this study's trials (shown by `flightco pareto`)

@@ -4,6 +4,7 @@ training for a few steps on real digits, a real onnxruntime session."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -15,6 +16,8 @@ import torch
 from flightco.runs import load_study
 
 from conftest import BITFUSION, tiny_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +80,7 @@ def test_export_onnx_matches_pytorch_in_onnxruntime(finished_run, cli, tmp_path)
     study, trials = _completed(out)
     finalist = int(next(k for k in study.user_attrs if k.startswith("final:")).split(":")[1])
     onnx_path = tmp_path / "model.onnx"
-    proc = cli("export", out, "--trial", finalist, "--out", onnx_path)
+    proc = cli("export", out, "--trial", finalist, "--out", onnx_path, "--format", "qcdq", "--no-measure")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(onnx_path.with_name(onnx_path.name + ".json").read_text())
     assert report["weights"] == "final" and report["top1_agreement"] >= 0.995 and report["test_images"] == 1000
@@ -143,3 +146,81 @@ def test_profile_breakdown_of_a_trial_sums_to_its_stored_costs(finished_run, cli
     assert table.returncode == 0 and "executed" in table.stdout and "total: latency" in table.stdout
     missing = cli("profile", "breakdown", BITFUSION, "--run", out, "--trial", 999)
     assert missing.returncode == 2 and "trial 999" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_default_export_is_integer_measured_and_shown_by_pareto_and_the_api(finished_run, cli, tmp_path):
+    """onnx-int (the default): integer kernels reported from onnxruntime, measured latency and
+    memory, preprocessing in the metadata; `pareto --measured` and the Python API show it."""
+    import flightco
+    from flightco.export import preprocess, raw_pixels, read_preprocessing
+
+    _, out, _ = finished_run
+    study, trials = _completed(out)
+    number = int(next(k for k in study.user_attrs if k.startswith("final:")).split(":")[1])
+    path = tmp_path / "int.onnx"
+    proc = cli("export", out, "--trial", number, "--out", path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(Path(f"{path}.json").read_text())
+    assert report["format"] == "onnx-int" and report["top1_agreement"] >= 0.995
+    k = report["kernels"]
+    assert k["convolutions"] > 0 and k["integer_convolutions"] + len([n for n in k["not_integer"] if n["op"] == "Conv"]) == k["convolutions"]
+    assert all(n["reason"] for n in k["not_integer"])
+    m = report["measured"]
+    assert m["batch1"]["median_ms"] > 0 and m["batch32"]["median_ms"] > m["batch1"]["median_ms"] and m["peak_memory_kb"] > 0
+    assert m["file_bytes"] == path.stat().st_size
+    # the metadata's preprocessing turns raw pixels into exactly the training-normalised input
+    from flightco.data import load_dataset
+
+    pre = read_preprocessing(path)
+    x = load_dataset("mnist5k", limit_train=tiny_recipe()["dataset"]["limit_train"]).test.x[:50].numpy()  # the run's split
+    np.testing.assert_allclose(preprocess(raw_pixels(x, pre), pre), x, atol=1e-4)
+    shown = cli("pareto", out, "--measured")
+    assert shown.returncode == 0 and "measured_b1_ms" in shown.stdout, shown.stderr
+    df = flightco.pareto(out, measured=True)
+    assert isinstance(df, pd.DataFrame) and "measured_b1_ms" in df.columns
+    costs = flightco.price(study.trials[number].user_attrs["genome"], ROOT / "hw_profiles" / "bitfusion.yaml")
+    assert costs["latency_ms"] == pytest.approx(study.trials[number].user_attrs["metrics"]["latency_ms"])
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_report_html_pngs_summary_and_dashboard(finished_run, cli, tmp_path):
+    """`flightco report`: PNGs decode, the summary lists the front, the HTML renders its plots in
+    headless Chromium without console errors, and optuna-dashboard serves the study."""
+    import subprocess
+
+    from PIL import Image
+
+    _, out, _ = finished_run
+    folder = tmp_path / "report"
+    proc = cli("report", out, "--out", folder)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("front_2d.png", "hypervolume.png", "bits.png", "predicted_vs_measured.png"):
+        with Image.open(folder / name) as im:
+            assert im.size[0] > 300 and len(set(im.convert("L").getdata())) > 10  # drawn, not blank
+    assert "| trial | accuracy |" in (folder / "summary.md").read_text()
+    study, _ = _completed(out)
+    assert study.metric_names == ["accuracy", "energy_mj"]
+    from optuna_dashboard import wsgi
+    from wsgiref.util import setup_testing_defaults
+
+    env: dict = {"PATH_INFO": "/api/studies", "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(env)
+    status: list = []
+    body = b"".join(wsgi(study._storage)(env, lambda s, h, *a: status.append(s)))
+    assert status[0].startswith("200") and study.study_name.encode() in body
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium here (apt-get install chromium) to render the HTML")
+    run = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'chrome'}", "--enable-logging=stderr", "--v=0",
+                          "--virtual-time-budget=5000", "--dump-dom", (folder / "index.html").as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not [c for c in console if "rror" in c or "Uncaught" in c], console
+    assert run.stdout.count('class="main-svg"') >= 4, run.stderr[-2000:]  # plotly drew the figures

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -210,7 +211,7 @@ def test_flight_recipe_end_to_end_records_terms_and_exports(cli, write_recipe, t
     n_flight = sum(p.is_flight for p in genome.precisions())
     assert len(t.user_attrs["flight_terms"]) == n_flight
     out = tmp_path / "flight.onnx"
-    r = cli("export", run, "--trial", t.number, "--out", out)
+    r = cli("export", run, "--trial", t.number, "--out", out, "--format", "qcdq", "--no-measure")  # exact FLightNN weights
     assert r.returncode == 0, r.stderr
     report = json.loads(out.with_name(out.name + ".json").read_text())
     assert report["flight_terms"] == t.user_attrs["flight_terms"]

@@ -177,10 +177,13 @@ def test_measurement_records_what_onnxruntime_really_executes(tmp_path):
 
     layers = [LayerWorkload("a", "conv", 8, 8, 8, 8, 1, 1, 1, 8, 8, 8),
               LayerWorkload("b", "conv", 8, 8, 8, 8, 1, 1, 1, 4, 4, 4)]
-    rows = list(measure_layers(layers, threads=1, warmup=1, repeats=3))
+    # the integer export (default): 8-bit and 4-bit layers both run as QLinearConv (no sub-8-bit kernel)
+    assert [r.notes["executed_kernel"] for r in measure_layers(layers, threads=1, warmup=1, repeats=3)] == \
+        ["integer (QLinearConv)"] * 2
+    rows = list(measure_layers(layers, threads=1, warmup=1, repeats=3, fmt="qcdq"))
     kernels = [r.notes["executed_kernel"] for r in rows]
     assert all(k.startswith(("integer", "float")) for k in kernels)
-    # a 4-bit layer keeps its clip between dequantization and the convolution: never an int8 kernel
+    # QCDQ: a 4-bit layer keeps its clip between dequantization and the convolution: never an int8 kernel
     assert kernels[1] == "float between Q/DQ"
     path = tmp_path / "t.csv"
     write_table(path, rows)

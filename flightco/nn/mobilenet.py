@@ -77,10 +77,11 @@ class InvertedResidual(nn.Module):
             None,
         )
         self.use_skip = gene.stride == 1 and cin == gene.out_channels
+        self.output_quant: nn.Module = nn.Identity()  # quantized in the deploy form (flightco.nn.deploy)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_quant(x)
-        y = self.project(self.dw(self.expand(x)))
+        y = self.output_quant(self.project(self.dw(self.expand(x))))
         return x + y if self.use_skip else y
 
 
@@ -108,6 +109,7 @@ class MobileNet(nn.Module):
             blocks.append(InvertedResidual(c, gene, quantize_input=i > 0, collect_stats_steps=steps))
             c = gene.out_channels
         self.blocks = nn.Sequential(*blocks)
+        self.pool_quant: nn.Module = nn.Identity()  # quantized in the deploy form (flightco.nn.deploy)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier_quant = quant.identity(genome.classifier.a_bits, steps) if genome.blocks else nn.Identity()
         self.classifier = quant.linear(c, genome.num_classes, **quant.weight_kwargs(genome.classifier))
@@ -125,7 +127,7 @@ class MobileNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(self.input_quant(x)))
-        x = torch.flatten(self.pool(x), 1)
+        x = torch.flatten(self.pool(self.pool_quant(x)), 1)
         return self.classifier(self.classifier_quant(x))
 
 

@@ -30,17 +30,19 @@ DEFAULT_COLLECT_STATS_STEPS = 300
 
 def conv2d(
     cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, *, w_bits: int,
-    w_terms: int = 0, w_lambda: float = 0.0,
+    w_terms: int = 0, w_lambda: float = 0.0, bias: bool = False,
 ) -> nn.Module:
-    """A bias-free convolution (BN follows) with per-output-channel weight scales at ``w_bits``,
-    or FLightNN weights (sums of at most ``w_terms`` powers of two) when ``w_terms > 0``."""
+    """A convolution with per-output-channel weight scales at ``w_bits``, or FLightNN weights
+    (sums of at most ``w_terms`` powers of two) when ``w_terms > 0``. Bias-free while a BN
+    follows; ``bias=True`` for the BN-folded deploy form (the bias goes to the ONNX file as
+    float and :func:`flightco.onnx_passes.quantize_bias_int32` makes it int32)."""
     if w_terms > 0:
-        return qnn.QuantConv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False, weight_quant=FlightWeightQuant,
+        return qnn.QuantConv2d(cin, cout, k, stride, k // 2, groups=groups, bias=bias, weight_quant=FlightWeightQuant,
                                weight_flight_terms=w_terms, weight_flight_lambda=w_lambda)
     if w_bits >= FLOAT_BITS:
-        return nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False)
+        return nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=bias)
     return qnn.QuantConv2d(
-        cin, cout, k, stride, k // 2, groups=groups, bias=False,
+        cin, cout, k, stride, k // 2, groups=groups, bias=bias,
         weight_quant=Int8WeightPerChannelFloat, weight_bit_width=w_bits,
     )
 
