@@ -95,12 +95,18 @@ def fit(
 @app.command("eval")
 def evaluate(
     profile: Path = typer.Argument(..., help="Profile YAML."),
-    measurements: Path = typer.Argument(..., help="Measurement CSV to compare with."),
+    measurements: Path = typer.Argument(..., help="Measurement CSV to compare with, or a network table (JSON lines: whole networks)."),
     calibrate: bool = typer.Option(False, "--calibrate", help="First fit one global scale per metric (for nominal analytic units)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: {metric: {n, mape, rmspe, acc10, spearman}}."),
 ) -> None:
-    """How well PROFILE predicts the measured layers: MAPE, RMSPE, share within ±10%, Spearman."""
+    """How well PROFILE predicts the measured layers (or whole networks): MAPE, RMSPE, share within ±10%, Spearman."""
     try:
+        from flightco.hw.network_table import is_network_table
+
+        if is_network_table(measurements):
+            from flightco.profile_networks_cli import eval_networks
+
+            return eval_networks(profile, measurements, calibrate, as_json)
         import numpy as np
 
         from flightco.hw.accuracy import accuracy_report, global_scale
@@ -319,3 +325,6 @@ def breakdown(
         console.print(prof.describe_precision())
     except FlightcoError as exc:
         _fail(exc)
+
+
+from flightco import profile_networks_cli as _networks  # noqa: E402,F401  (registers measure-networks, fit-networks, predict)
