@@ -269,13 +269,29 @@ def peak_memory_kb(path: Path, threads: int = 1, runs: int = 200, timeout_s: flo
     return float(proc.stdout.strip().splitlines()[-1])
 
 
+def time_session_lowest(sess, feeds: dict[str, np.ndarray], warmup: int, repeats: int) -> float:
+    """Lowest wall time of ``repeats`` runs after ``warmup``, in milliseconds.
+
+    For heavily shared machines: with a load of ~11 on 2 cores, the median run of a 1.7 ms network
+    measured 35 ms (most runs were preempted) while the lowest stayed within ~10 % between passes.
+    The lowest run is the one no other process interrupted, which is the cost being modelled."""
+    for _ in range(warmup):
+        sess.run(None, feeds)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        sess.run(None, feeds)
+        best = min(best, time.perf_counter() - t)
+    return best * 1e3
+
+
 def measure_onnx_networks(paths: list[Path], threads: int, warmup: int = 20, repeats: int = 100,
                           rounds: int = ROUNDS, seed: int = 0, memory: bool = True,
                           progress: Callable[[int], None] | None = None) -> list[dict[str, float]]:
     """Batch-1 latency (ms) and, with ``memory``, peak heap memory (KB) of ONNX files.
 
-    Latency as :func:`measure_networks`: ``rounds`` interleaved passes, each network keeping its
-    quietest pass. Memory: :func:`peak_memory_kb`, one fresh process per file. Each result also
+    Latency: ``rounds`` interleaved passes over the networks, each network keeping its lowest run
+    (:func:`time_session_lowest`: the estimator that survives a heavily loaded machine). Memory: :func:`peak_memory_kb`, one fresh process per file. Each result also
     holds ``measure_s``, the seconds spent measuring that network (for budgets).
     """
     rng = np.random.default_rng(seed)
@@ -291,7 +307,7 @@ def measure_onnx_networks(paths: list[Path], threads: int, warmup: int = 20, rep
     for _ in range(rounds):
         for i in rng.permutation(len(paths)):
             t = time.perf_counter()
-            best[i] = min(best[i], time_session(sessions[i], feeds[i], warmup, repeats))
+            best[i] = min(best[i], time_session_lowest(sessions[i], feeds[i], warmup, repeats))
             seconds[i] += time.perf_counter() - t
             done += 1
             if progress:

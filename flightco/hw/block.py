@@ -134,9 +134,12 @@ class NetworkFeatures:
 
     def executed(self, layers: Sequence[LayerWorkload]) -> list[LayerWorkload]:
         eb = self.executed_bits
-        return [x if (eb(x.w_bits), eb(x.a_bits), eb(x.out_bits)) == (x.w_bits, x.a_bits, x.out_bits)
-                else x._replace(w_bits=eb(x.w_bits), a_bits=eb(x.a_bits), out_bits=eb(x.out_bits), w_terms=0.0)
-                for x in layers]
+        out = []
+        for x in layers:
+            w, a, o = eb(x.w_bits), eb(x.a_bits), eb(x.out_bits)
+            out.append(x if (w, a, o, 0.0) == (x.w_bits, x.a_bits, x.out_bits, x.w_terms) else
+                       LayerWorkload(x.name, x.op, x.cin, x.cout, x.h, x.w, x.k, x.stride, x.groups, w, a, o, 0.0))
+        return out
 
     def kernel_rows(self, layers: Sequence[LayerWorkload], metric: str) -> list[dict[str, float]]:
         """Per-kernel feature dicts of a sum metric (latency, energy)."""
@@ -226,12 +229,14 @@ class BlockProfile(HardwareProfile):
         self.spec = spec
         self.name = spec.name
         self.base = profile_from_data(spec.base, f"{source}: base") if spec.base is not None else None
-        self.features = NetworkFeatures(self.executed_bits, self.base)
+        self._bits = {b: self.executed_bits(b) for b in range(1, FLOAT_BITS + 1)}  # tabulated: a hot path
+        self.features = NetworkFeatures(self._bits.__getitem__, self.base)
         for metric, model in spec.models.items():
             want = self.features.terms(metric)
             if model.terms != want:
                 raise ProfileError(f"{source}: models.{metric}.terms must be {want}, got {model.terms}")
         self.coef = {m: np.array(model.coef) for m, model in spec.models.items()}
+        self._cache: dict[str, dict[tuple, float]] = {}
         self.index = {m: {t: i for i, t in enumerate(model.terms)} for m, model in spec.models.items()}
 
     @classmethod
@@ -242,19 +247,32 @@ class BlockProfile(HardwareProfile):
         return round_up_bits(bits, self.spec.supported_bits, self.spec.float_bits)
 
     def _kernel_metric(self, layers: Sequence[LayerWorkload], metric: str) -> list[float]:
+        """Each kernel's cost in ``metric`` (0 for a metric not fitted); cached per kernel shape and
+        precision when there is no base profile, since a search meets the same kernels again and again."""
         if metric not in self.coef:
             return [0.0] * len(layers)
         c, index = self.coef[metric], self.index[metric]
-        return [sum(c[index[t]] * v for t, v in kr.items()) for kr in self.features.kernel_rows(layers, metric)]
+        if self.base is not None:
+            return [sum(c[index[t]] * v for t, v in kr.items()) for kr in self.features.kernel_rows(layers, metric)]
+        cache = self._cache.setdefault(metric, {})
+        out = []
+        for lw in layers:
+            key = lw[1:]
+            v = cache.get(key)
+            if v is None:
+                kr = self.features.kernel_rows([lw], metric)[0]
+                v = cache[key] = float(sum(c[index[t]] * x for t, x in kr.items()))
+            out.append(v)
+        return out
 
     def layer_costs(self, layers: Sequence[LayerWorkload],
                     executed: Sequence[LayerWorkload] | None = None) -> tuple[LayerCost, ...]:
         """Each kernel's share of the network (the per-network overhead is not in any kernel)."""
         lat = self._kernel_metric(layers, "latency_ms")
         energy = self._kernel_metric(layers, "energy_mj")
-        ex = self.features.executed(layers)
-        return tuple(LayerCost(lw.name, lw.op, lt, en, x.w_bits, x.a_bits)
-                     for lw, x, lt, en in zip(layers, ex, lat, energy))
+        eb = self._bits
+        return tuple(LayerCost(lw.name, lw.op, lt, en, eb[lw.w_bits], eb[lw.a_bits])
+                     for lw, lt, en in zip(layers, lat, energy))
 
     def layer_cost(self, layer: LayerWorkload) -> LayerCost:
         return self.layer_costs([layer])[0]
@@ -282,12 +300,13 @@ class BlockProfile(HardwareProfile):
         return value, std
 
     def cost(self, layers: Sequence[LayerWorkload]) -> Costs:
+        """Overhead + the kernels' costs for latency and energy; the memory model for memory (0 for
+        a metric the profile was not fitted on)."""
         per_layer = self.layer_costs(layers)
-        values = {m: self.predict_metric(layers, m)[0] for m in METRICS}
-        if "latency_ms" not in self.coef:
-            values["latency_ms"] = 0.0
-        return Costs(latency_ms=values["latency_ms"], energy_mj=values["energy_mj"],
-                     memory_kb=values["memory_kb"], layers=per_layer)
+        lat = self.coef["latency_ms"][0] + sum(c.latency_ms for c in per_layer) if "latency_ms" in self.coef else 0.0
+        en = self.coef["energy_mj"][0] + sum(c.energy_mj for c in per_layer) if "energy_mj" in self.coef else 0.0
+        mem = float(self.features.network_row(layers, "memory_kb") @ self.coef["memory_kb"]) if "memory_kb" in self.coef else 0.0
+        return Costs(latency_ms=float(lat), energy_mj=float(en), memory_kb=mem, layers=per_layer)
 
 
 def fit_block_profile(records: Sequence[Any], name: str, *, base: dict[str, Any] | None = None,
