@@ -41,10 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def load(dirpath: Path):
     nets = []
-    for label in ("default", "flightnn"):
-        path = dirpath / f"networks-{label}.jsonl"
-        if path.is_file():
-            nets += read_network_table(path)
+    for path in sorted(dirpath.glob("networks*.jsonl")):
+        nets += read_network_table(path)
     archs = read_network_table(dirpath / "archs.jsonl") if (dirpath / "archs.jsonl").is_file() else []
     layers_path = dirpath / "layers.csv"
     layers, layer_s, meta = [], [], {}

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SPACES = {"default": ROOT / "search_spaces" / "mobilenet.yaml", "flightnn": ROOT / "search_spaces" / "mobilenet_flightnn.yaml"}
 
 
-def measure_space_networks(out: Path, onnx_dir: Path, counts: dict[str, int], threads: int, chunk: int = 20) -> None:
+def measure_space_networks(out: Path, onnx_dir: Path, counts: dict[str, int], threads: int, chunk: int = 20,
+                           part: str = "") -> None:
     from flightco.hw.workload import workload
     from flightco.measure import export_genome_network, measure_onnx_networks, sample_genomes
     from flightco.space import SearchSpace
@@ -34,8 +35,8 @@ def measure_space_networks(out: Path, onnx_dir: Path, counts: dict[str, int], th
     have = {r.name for r in records}
     per_space = []
     for label, n in counts.items():
-        seed = {"default": 10, "flightnn": 20}[label]
-        per_space.append([(f"{label}-{i}", label, seed, g)
+        seed = {"default": 10, "flightnn": 20}[label] + (1000 if part else 0)
+        per_space.append([(f"{label}{part}-{i}", label, seed, g)
                           for i, g in enumerate(sample_genomes(SearchSpace.load(SPACES[label]), n, seed))])
     # alternate the spaces, so that an interrupted run still holds both
     todo = [x for i in range(max(counts.values(), default=0)) for lst in per_space if i < len(lst)
@@ -156,20 +157,23 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=120)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", default="networks,layers,archs")
+    ap.add_argument("--part", default="", help="e.g. -b: measure another sample of both spaces into networks-b.jsonl")
     ap.add_argument("--chunk", type=int, default=15, help="networks exported, then timed together")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     if "networks" in parts:  # one table per space, so that two processes can measure them side by side
+        if args.part:  # a second, independent sample of both spaces in its own table (a parallel measurer)
+            measure_space_networks(args.dir / f"networks{args.part}.jsonl", args.dir / "onnx",
+                                   {"default": args.default, "flightnn": args.flight}, args.threads, args.chunk, args.part)
         for label, n in (("default", args.default), ("flightnn", args.flight)):
-            if n:
+            if n and not args.part:
                 measure_space_networks(args.dir / f"networks-{label}.jsonl", args.dir / "onnx", {label: n},
                                        args.threads, args.chunk)
     if "layers" in parts and not (args.dir / "layers.csv").is_file():
         measure_layer_table(args.dir / "layers.csv", args.layers, args.threads)
     if "retime" in parts:
-        for label in ("default", "flightnn"):
-            if (args.dir / f"networks-{label}.jsonl").is_file():
-                retime_networks(args.dir / f"networks-{label}.jsonl", args.dir / "onnx", args.threads)
+        for table in sorted(args.dir.glob("networks*.jsonl")):
+            retime_networks(table, args.dir / "onnx", args.threads)
     if "archs" in parts:
         measure_archs(args.dir / "archs.jsonl", args.dir / "onnx", args.threads)
 

@@ -237,9 +237,9 @@ def test_block_fit_recovers_a_known_per_kernel_cost_law():
 
 _BITS8 = {"name": "b", "kind": "block", "supported_bits": [8],
           "models": {"latency_ms": {"terms": ["overhead"] + [f"{g}.{t}" for g, ts in (
-              ("conv", ("count", "mmacs", "mmacs_bits", "mbytes")), ("dwconv", ("count", "mmacs", "mbytes")),
+              ("conv", ("count", "mmacs_q", "mmacs_f", "mbytes_q", "mbytes_f")), ("dwconv", ("count", "mmacs_q", "mmacs_f", "mbytes_q")),
               ("linear", ("count", "mmacs")), ("eltwise", ("count", "mbytes"))) for t in ts],
-              "coef": [0.0] * 12}}}
+              "coef": [0.0] * 14}}}
 
 
 def test_block_fit_on_a_base_profile_learns_its_correction():

@@ -4,12 +4,12 @@ Users can rarely time single layers on their device, but they can run a few doze
 and read latency, energy and peak memory. Networks are sequences of similar kernels, so a cost
 model per kind of kernel can be fitted to whole-network figures: a network's latency is
 
-    overhead + sum over kernels of  c[op] . (1, MACs, MACs x executed bits, bytes moved)
+    overhead + sum over kernels of  c[op] . (1, MACs, bytes moved)   (quantized and float apart)
 
 with one coefficient vector per kernel group (conv, dwconv, linear, element-wise), shared by every
 kernel of the group whatever its shape: that is how 20-50 networks pin down a dozen coefficients,
 where a per-shape table would need every shape measured. Peak memory is not a sum but
-``overhead + a . (weight bytes at executed bits, peak live activations, parameters, kernels)``.
+``overhead + a . (quantized and float weight bytes at executed bits, peak live activations, kernels)``.
 The coefficients are fitted by non-negative least squares on *relative* errors (costs span orders
 of magnitude; a negative cost per MAC would be nonsense), with a ridge penalty chosen by
 leave-one-out cross-validation; a bootstrap over the networks and the cross-validated residuals
@@ -42,12 +42,12 @@ GROUPS = {"conv": "conv", "dwconv": "dwconv", "linear": "linear", "add": "eltwis
 GROUP_NAMES = ("conv", "dwconv", "linear", "eltwise")
 SUM_METRICS = ("latency_ms", "energy_mj")
 _KERNEL_TERMS = {  # per group: which kernel features it has (a compact set: 20 networks must suffice)
-    "conv": ("count", "mmacs", "mmacs_bits", "mbytes"),
-    "dwconv": ("count", "mmacs", "mbytes"),
+    "conv": ("count", "mmacs_q", "mmacs_f", "mbytes_q", "mbytes_f"),
+    "dwconv": ("count", "mmacs_q", "mmacs_f", "mbytes_q"),
     "linear": ("count", "mmacs"),
     "eltwise": ("count", "mbytes"),
 }
-MEMORY_TERMS = ("overhead", "weight_kb", "peak_act_kb", "kparams", "kernels")
+MEMORY_TERMS = ("overhead", "qweight_kb", "fweight_kb", "peak_act_kb", "kernels")
 RIDGE_GRID = (1e-6, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 
 
@@ -57,12 +57,21 @@ def kernel_terms() -> list[str]:
 
 
 def _kernel_row(x: LayerWorkload) -> dict[str, float]:
-    """Features of one kernel at executed precision (MACs in millions, bytes in MB)."""
+    """Features of one kernel at executed precision (MACs in millions, bytes in MB).
+
+    Quantized and float kernels get separate MAC and byte terms: on an int8 runtime a float
+    convolution can be *cheaper* than a Q/DQ one (no quantize/dequantize work), on a bit-serial
+    accelerator far dearer, and non-negative coefficients could express only one of the two if
+    they were tied. Quantized MACs are scaled by executed ``w_bits x a_bits / 64`` (1 at W8A8).
+    """
     g = GROUPS[x.op]
     macs = x.macs / 1e6
-    bits = min(x.w_bits, FLOAT_BITS) * min(x.a_bits, FLOAT_BITS) / 64.0  # 1 at W8A8, 16 in float
+    quantized = x.w_bits < FLOAT_BITS or x.a_bits < FLOAT_BITS
+    bits = min(x.w_bits, 8) * min(x.a_bits, 8) / 64.0
     moved = (x.input_bytes + x.output_bytes + x.weight_bytes) / 1e6
-    values = {"count": 1.0, "mmacs": macs, "mmacs_bits": macs * bits, "mbytes": moved}
+    values = {"count": 1.0, "mmacs": macs, "mbytes": moved,
+              "mmacs_q": macs * bits if quantized else 0.0, "mmacs_f": 0.0 if quantized else macs,
+              "mbytes_q": moved if quantized else 0.0, "mbytes_f": 0.0 if quantized else moved}
     return {f"{g}.{t}": values[t] for t in _KERNEL_TERMS[g]}
 
 
@@ -158,8 +167,8 @@ class NetworkFeatures:
                 row[1] = self.base.cost(layers).memory_kb
                 return row
             x = self.executed(layers)
-            row[1:] = [weight_bytes(x) / 1024, peak_activation_bytes(x) / 1024,
-                       sum(lw.params for lw in x) / 1e3, float(len(x))]
+            fw = sum(lw.weight_bytes for lw in x if lw.w_bits >= FLOAT_BITS)
+            row[1:] = [(weight_bytes(x) - fw) / 1024, fw / 1024, peak_activation_bytes(x) / 1024, float(len(x))]
             return row
         for kr in self.kernel_rows(layers, metric):
             for t, v in kr.items():
