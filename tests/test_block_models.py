@@ -247,12 +247,14 @@ def test_block_fit_on_a_base_profile_learns_its_correction():
     base_prof = load_profile(BITFUSION)
     recs = [NetworkRecord(r.name, r.layers, {
         "latency_ms": 0.2 + 3.0 * base_prof.cost(list(r.layers)).latency_ms,
+        "energy_mj": 2.0 * base_prof.cost(list(r.layers)).energy_mj,
         "memory_kb": 500 + 1.5 * base_prof.cost(list(r.layers)).memory_kb}) for r in _random_networks(25, 4)]
     prof = profile_from_data(fit_block_profile(recs[:20], "corr", base=base, bootstrap=5), "fit")
     for r in recs[20:]:
         c = prof.cost(list(r.layers))
         assert c.latency_ms == pytest.approx(r.values["latency_ms"], rel=0.01)
         assert c.memory_kb == pytest.approx(r.values["memory_kb"], rel=0.01)
+        assert c.energy_mj == pytest.approx(r.values["energy_mj"], rel=0.01)
     assert prof.spec.models["latency_ms"].terms[0] == "overhead"
 
 
