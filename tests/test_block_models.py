@@ -293,19 +293,28 @@ def test_peak_memory_follows_the_weights(tmp_path):
 
 
 @pytest.mark.slow
-def test_measure_fit_eval_predict_networks_cli(cli, tmp_path):
+def test_measure_fit_eval_predict_networks_cli(tmp_path):
+    """The commands end to end, in-process (Typer's runner: the same code a user runs, without five
+    interpreter start-ups); measuring is real onnxruntime, memory in its own processes."""
+    from typer.testing import CliRunner
+
+    from flightco.cli import app
+
+    def cli(*args):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
     files = []
     for i, (c, s) in enumerate(((8, 8), (16, 12), (32, 16), (64, 8), (24, 20))):
         files.append(tmp_path / f"f{i}.onnx")
         _float_net(files[-1], c, s)
     table = tmp_path / "nets.jsonl"
     r = cli("profile", "measure-networks", *files, "--out", table, "--repeats", "10")
-    assert r.returncode == 0, r.stderr
+    assert r.exit_code == 0, r.output
     recs = read_network_table(table)
     assert len(recs) == 5 and all({"latency_ms", "memory_kb"} <= set(x.values) for x in recs)
     prof = tmp_path / "block.yaml"
     r = cli("profile", "fit-networks", table, "--out", prof, "--bootstrap", "5")
-    assert r.returncode == 0, r.stderr
+    assert r.exit_code == 0, r.output
     r = cli("profile", "eval", prof, table, "--json")
     report = json.loads(r.stdout)
     assert set(report) == {"latency_ms", "memory_kb"}
@@ -318,4 +327,5 @@ def test_measure_fit_eval_predict_networks_cli(cli, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(_line() + "\n" + _line(layers=[{**LAYER, "k": 0}]) + "\n")
     r = cli("profile", "fit-networks", bad, "--out", tmp_path / "x.yaml")
-    assert r.returncode == 2 and "line 2: field layers[0].k" in r.stderr and "Traceback" not in r.stderr
+    assert r.exit_code == 2 and "line 2: field layers[0].k" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x.yaml").exists()
