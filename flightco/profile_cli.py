@@ -121,17 +121,23 @@ def _base_data(base: Optional[Path]) -> Optional[dict]:
 @app.command("eval")
 def evaluate(
     profile: Path = typer.Argument(..., help="Profile YAML."),
-    measurements: Path = typer.Argument(..., help="Measurement CSV to compare with."),
+    measurements: Path = typer.Argument(..., help="Measurement CSV to compare with, or a network table (JSON lines: whole networks)."),
     calibrate: bool = typer.Option(False, "--calibrate", help="First fit one global scale per metric (for nominal analytic units)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: {metric: {n, mape, rmspe, acc10, spearman}} (undefined figures as null)."),
     record: bool = typer.Option(False, "--record", help="Also store the figures in PROFILE's `validation:` block (see `profile show`)."),
     against: Optional[str] = typer.Option(None, "--against", help="With --record: what the table is (default: its file name), e.g. 'BitFusion simulator, 781 shapes'."),
 ) -> None:
-    """How well PROFILE predicts the measured layers: MAPE, RMSPE, share within ±10%, Spearman.
+    """How well PROFILE predicts the measured layers (or whole networks, from a .jsonl network table): MAPE, RMSPE, share within ±10%, Spearman.
 
     With --record the figures go into the profile's `validation:` list, with the date and tool
     versions, replacing an earlier record made against the same table."""
     try:
+        from flightco.hw.network_table import is_network_table
+
+        if is_network_table(measurements):
+            from flightco.profile_networks_cli import eval_networks
+
+            return eval_networks(profile, measurements, calibrate, as_json)
         import numpy as np
 
         from flightco.hw.accuracy import accuracy_report, global_scale
@@ -454,3 +460,6 @@ def show(
         console.print(table)
     except FlightcoError as exc:
         _fail(exc)
+
+
+from flightco import profile_networks_cli as _networks  # noqa: E402,F401  (registers measure-networks, fit-networks, predict)

@@ -142,6 +142,7 @@ _BUILTIN_KINDS = {
     "analytic": "flightco.hw.analytic",
     "measured": "flightco.hw.learned",
     "learned": "flightco.hw.learned",
+    "block": "flightco.hw.block",
 }
 
 
