@@ -73,6 +73,7 @@ class ExportReport:
     measured: dict[str, Any] | None = None            # latency / size / memory in the runtime
     lint: list[str] | None = None                     # tensorrt: problems found (empty: none)
     engine: dict[str, Any] | str | None = None        # tensorrt engine figures, or why none was built
+    file_metrics: dict[str, float] | None = None      # the run's profiles pricing the exported file's own graph
 
     def markdown(self) -> str:
         lines = [
@@ -112,6 +113,9 @@ class ExportReport:
             lines.append("- predicted vs measured batch-1 latency: " + ", ".join(
                 f"{k.split('.')[0]} {v:.4g} ms" for k, v in pred.items()) + f"; measured {self.measured['batch1']['median_ms']:.4g} ms")
         lines.append("- predicted costs: " + ", ".join(f"{k} {v:.4g}" for k, v in self.metrics.items() if "." not in k))
+        if self.file_metrics:
+            lines.append("- predicted costs of the exported graph itself (read back from the file): "
+                         + ", ".join(f"{k} {v:.4g}" for k, v in self.file_metrics.items() if "." not in k))
         if self.lint is not None:
             lines.append("- TensorRT lint: " + ("passes (signed int8, zero point 0, per-channel weights on axis 0, Q/DQ on every conv input)"
                                               if not self.lint else f"{len(self.lint)} problems: " + "; ".join(self.lint[:5])))
@@ -314,6 +318,7 @@ def export_trial(
         engine = trt_rt.build_and_time(out, [1, *x.shape[1:]]) if ok and not lint else (why if not ok else "not built: lint failed")
     pt_logits = predict(model, x).numpy()
     labels = y.numpy()
+    profiles = [load_profile(p) for p in recipe.hardware_paths]
     report = ExportReport(
         file=str(out), format=fmt, trial=number, weights=kind, bits=genome.bits_summary(),
         genome=genome.to_dict(), test_images=int(len(x)),
@@ -322,7 +327,8 @@ def export_trial(
         top1_agreement=float((pt_logits.argmax(1) == ort_logits.argmax(1)).mean()),
         max_abs_diff=float(np.abs(pt_logits - ort_logits).max()),
         runtime=runtime, opset=opset, seconds=time.perf_counter() - start,
-        metrics=genome_metrics(genome, [load_profile(p) for p in recipe.hardware_paths], mean_terms(terms)),
+        metrics=genome_metrics(genome, profiles, mean_terms(terms)),
+        file_metrics=_file_metrics(out, profiles),
         flight_terms=terms, preprocessing=pre, trained_accuracy=trained_accuracy, deploy_changes=changes,
         kernels=kernels, measured=measured, lint=lint, engine=engine,
     )
@@ -342,6 +348,25 @@ def export_trial(
     if fmt == "tensorrt" and lint:
         raise ExportError(f"{out}: not TensorRT-ready: {lint[0]} ({len(lint)} problems; report in {out}.json)")
     return report
+
+
+def _file_metrics(path: Path, profiles: list[Any]) -> dict[str, float] | None:
+    """The run's profiles pricing the workload read back from the exported graph itself
+    (:func:`flightco.hw.onnx_workload.workload_from_onnx`): what was deployed, not what was
+    searched (the deploy form adds 8-bit quantizers on residual adds and the pooling input)."""
+    from flightco.hw.onnx_workload import workload_from_onnx
+
+    try:
+        layers = workload_from_onnx(path)
+    except Exception:  # an exotic graph the reader does not know: the report says so with null
+        return None
+    out: dict[str, float] = {}
+    for i, prof in enumerate(profiles):
+        for key, value in prof.cost(layers).as_dict().items():
+            out[f"{prof.name}.{key}"] = value
+            if i == 0:
+                out[key] = value
+    return out
 
 
 def report_paths(out: Path) -> tuple[Path, Path]:

@@ -329,3 +329,36 @@ def test_measure_fit_eval_predict_networks_cli(tmp_path):
     r = cli("profile", "fit-networks", bad, "--out", tmp_path / "x.yaml")
     assert r.exit_code == 2 and "line 2: field layers[0].k" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_weight_bits_are_read_back_from_every_export_form(tmp_path):
+    """The onnx-int and tensorrt forms store sub-8-bit weights as plain int8 (no Clip): their bits
+    come from the integer values (per-channel max scaling puts +-(2**(b-1)-1) in every channel)."""
+    import warnings
+
+    import torch
+
+    from flightco.export import write_format
+    from flightco.hw.onnx_workload import workload_from_onnx
+    from flightco.hw.workload import workload
+    from flightco.measure import sample_genomes
+    from flightco.nn.mobilenet import build_model
+    from flightco.space import SearchSpace
+
+    warnings.filterwarnings("ignore")
+    from conftest import SPACE
+
+    genome = sample_genomes(SearchSpace.load(SPACE), 1, seed=3)[0]
+    model = build_model(genome, collect_stats_steps=2)
+    x = torch.randn(16, 1, 28, 28)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(x)
+    model.eval()
+    want = [(lw.name, lw.w_bits) for lw in workload(genome)]
+    assert len({b for _, b in want if b < 32}) > 2  # a mixed-precision genome
+    for fmt in ("onnx-int", "tensorrt", "qcdq"):
+        path = tmp_path / f"{fmt}.onnx"
+        write_format(model, x[:1], path, fmt, x)
+        assert [(lw.name, lw.w_bits) for lw in workload_from_onnx(path)] == want, fmt

@@ -143,6 +143,29 @@ class _Graph:
         self._bits[name] = b
         return b
 
+    def _weight_bits(self, dq: Any) -> int:
+        """Bits of integer weights read by a DequantizeLinear, from their values: symmetric
+        narrow-range weights scaled by their (per-channel) maximum, as Brevitas quantizes them, put
+        +-(2**(b-1) - 1) in every channel, so the largest magnitude gives b exactly even when the
+        container is int8 or uint8 with zero point 128 (the onnx-int form stores no weight Clip)."""
+        import numpy as np
+
+        container = _container_bits(self.init_type[dq.input[0]])
+        q = np.asarray(self.const(dq.input[0]), dtype=np.int64)
+        zp_name = dq.input[2] if len(dq.input) > 2 and dq.input[2] else None
+        zp = np.asarray(self.const(zp_name), dtype=np.int64) if zp_name and self.const(zp_name) is not None else 0
+        if q.size == 0:
+            return container
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        if np.ndim(zp) == 1 and q.ndim > 1:
+            shape = [1] * q.ndim
+            shape[axis] = -1
+            zp = np.reshape(zp, shape)
+        peak = int(np.abs(q - zp).max())
+        if peak <= 0:
+            return container
+        return min(container, math.ceil(math.log2(peak + 1)) + 1)
+
     def _bits_uncached(self, name: str, depth: int) -> int:
         if depth > 50:
             return FLOAT_BITS
@@ -166,6 +189,8 @@ class _Graph:
                     return _container_bits(a.i)
             return 8  # default output type uint8
         if op == "DequantizeLinear":
+            if p.input[0] in self.init and self.init_type.get(p.input[0], 1) in _INT_BITS:
+                return self._weight_bits(p)
             return self.bits(p.input[0], depth + 1)
         if op in ("QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearGlobalAveragePool"):
             return 8
