@@ -76,7 +76,9 @@ def _recipe(tmp_path, **training) -> Path:
     train = {"proxy": {"epochs": 0.25, "batch_size": 64}, "final": {"epochs": 0.25}, "finalists": 0}
     train.update(training)
     path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(tiny_recipe(training=train, constraints=[])))
+    # one torch thread per process: four processes on two cores with two threads each spend most of
+    # their time in OpenMP spin-waits (the four-worker test took ~3 min that way, not ~1)
+    path.write_text(yaml.safe_dump(tiny_recipe(training=train, constraints=[], threads=1)))
     return path
 
 

@@ -10,7 +10,7 @@ def test_default_recipe_loads_and_resolves_paths():
     r = load_recipe(ROOT / "recipes" / "mobilenet_energy.yaml")
     assert r.search_space_path.is_file() and all(p.is_file() for p in r.hardware_paths)
     assert [o.metric for o in r.objectives] == ["accuracy", "energy_mj"]
-    assert str(r.constraints[0]) == "latency_ms <= 0.02"
+    assert str(r.constraints[0]) == "latency_ms <= 0.1"
     assert r.constraints[0].violation(0.03) == pytest.approx(0.01)
     assert r.constraints[0].violation(0.01) < 0
 

@@ -40,6 +40,7 @@ ROWS = [("conv", 16, 32, 28, 1, 1, 1, 8, 8), ("conv", 32, 32, 14, 3, 1, 1, 4, 4)
 def test_eval_record_then_show(tmp_path, cli):
     prof = tmp_path / "bitfusion.yaml"
     shutil.copy(BITFUSION, prof)
+    shipped = yaml.safe_load(prof.read_text()).get("validation") or []  # the profile's own records
     table = tmp_path / "t.csv"
     _table(table, ROWS)
     proc = cli("profile", "eval", prof, table, "--calibrate", "--json", "--record", "--against", "synthetic check")
@@ -50,12 +51,13 @@ def test_eval_record_then_show(tmp_path, cli):
     text = prof.read_text()
     assert "# BitFusion (Sharma" in text  # comments kept
     data = yaml.safe_load(text)
-    [rec] = data["validation"]
+    assert data["validation"][: len(shipped)] == shipped  # earlier records are kept
+    [rec] = data["validation"][len(shipped):]
     assert rec["against"] == "synthetic check" and rec["metrics"]["latency_ms"]["n"] == len(ROWS)
     assert rec["date"] and rec["tools"]["numpy"] and rec["calibrated"] is True
     # recording again against the same table replaces the record; the profile still loads
     assert cli("profile", "eval", prof, table, "--calibrate", "--record", "--against", "synthetic check").returncode == 0
-    assert len(yaml.safe_load(prof.read_text())["validation"]) == 1
+    assert len(yaml.safe_load(prof.read_text())["validation"]) == len(shipped) + 1
     load_profile(prof)
     # recording does not change what priced a search
     assert profile_provenance(prof)["sha"] == profile_provenance(BITFUSION)["sha"]
@@ -87,9 +89,10 @@ def test_record_validation_keeps_other_records(tmp_path):
     prof = tmp_path / "p.yaml"
     shutil.copy(BITFUSION, prof)
     r = {"latency_ms": {"n": 3, "mape": 1.0, "rmspe": 1.0, "acc10": 1.0, "spearman": float("nan")}}
+    shipped = yaml.safe_load(prof.read_text()).get("validation") or []  # the profile's own records
     record_validation(prof, validation_entry("a", r))
     record_validation(prof, validation_entry("b", r))
-    recs = yaml.safe_load(prof.read_text())["validation"]
+    recs = yaml.safe_load(prof.read_text())["validation"][len(shipped):]
     assert [x["against"] for x in recs] == ["a", "b"] and recs[0]["metrics"]["latency_ms"]["spearman"] is None
 
 
