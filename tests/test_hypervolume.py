@@ -46,6 +46,6 @@ def test_reference_point_comes_from_the_recipe(tmp_path):
     # a constrained cost objective uses its bound; the recipe may set any value itself
     constrained = recipe.model_copy(update={"objectives": [recipe.objectives[0], recipe.objectives[1].model_copy(
         update={"metric": "latency_ms"})]})
-    assert reference_point(constrained, largest)["latency_ms"] == 0.02
+    assert reference_point(constrained, largest)["latency_ms"] == 0.1  # the recipe's bound
     given = recipe.model_copy(update={"search": recipe.search.model_copy(update={"hypervolume_reference": {"energy_mj": 1.0}})})
     assert reference_point(given, largest)["energy_mj"] == 1.0

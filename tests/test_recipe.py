@@ -11,8 +11,8 @@ def test_default_recipe_loads_and_resolves_paths():
     assert r.search_space_path.is_file() and all(p.is_file() for p in r.hardware_paths)
     assert [o.metric for o in r.objectives] == ["accuracy", "energy_mj"]
     assert str(r.constraints[0]) == "latency_ms <= 0.1"
-    assert r.constraints[0].violation(0.03) == pytest.approx(0.01)
-    assert r.constraints[0].violation(0.01) < 0
+    assert r.constraints[0].violation(0.13) == pytest.approx(0.03)
+    assert r.constraints[0].violation(0.05) < 0
 
 
 @pytest.mark.parametrize(
