@@ -386,8 +386,7 @@ def pareto(
     hv_history: Optional[Path] = typer.Option(None, "--hv-history", help="Write the front's hypervolume after every finished trial to this .csv or .png."),
     measured: bool = typer.Option(False, "--measured", help="Add what `flightco export` measured (latency at batch 1/32, size) beside the predictions."),
 ) -> None:
-    """Show the Pareto front (or all trials), with finalists' uniform-precision comparisons and
-    the front's hypervolume against the run's fixed reference point.
+    """Show the Pareto front (or all trials), with finalists' uniform-precision comparisons and the front's hypervolume against the run's fixed reference point.
 
     Read-only: never changes the run folder (a damaged journal is refused with how to repair it).
     """
