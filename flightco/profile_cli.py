@@ -140,7 +140,7 @@ def evaluate(
             return eval_networks(profile, measurements, calibrate, as_json)
         import numpy as np
 
-        from flightco.hw.accuracy import accuracy_report, global_scale
+        from flightco.hw.accuracy import calibrated_report
         from flightco.hw.profile import load_profile
         from flightco.hw.table import read_table
 
@@ -152,14 +152,10 @@ def evaluate(
             idx = [i for i, r in enumerate(rows) if metric in r.values]
             if not idx:
                 continue
-            pred = np.array([getattr(costs[i], metric) for i in idx])
-            true = np.array([rows[i].values[metric] for i in idx])
-            if not np.all(pred > 0):
-                continue  # the profile does not model this metric
-            scale = global_scale(pred, true) if calibrate else 1.0
-            report[metric] = accuracy_report(pred * scale, true)
-            if calibrate:
-                report[metric]["scale"] = scale
+            r = calibrated_report(np.array([getattr(costs[i], metric) for i in idx]),
+                                  np.array([rows[i].values[metric] for i in idx]), calibrate)
+            if r is not None:  # else the profile does not model this metric
+                report[metric] = r
         if record:
             _record(profile, against or measurements.name, report, rows=len(rows), calibrated=calibrate)
         if as_json:

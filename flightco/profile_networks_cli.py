@@ -232,7 +232,7 @@ def network_accuracy(prof: Any, records: list[Any], calibrate: bool = False) -> 
     that both the table and the profile have."""
     import numpy as np
 
-    from flightco.hw.accuracy import accuracy_report, global_scale
+    from flightco.hw.accuracy import calibrated_report
     from flightco.hw.profile import METRICS
 
     costs = [prof.cost(list(r.layers)).as_dict() for r in records]
@@ -241,14 +241,10 @@ def network_accuracy(prof: Any, records: list[Any], calibrate: bool = False) -> 
         idx = [i for i, r in enumerate(records) if metric in r.values]
         if not idx:
             continue
-        pred = np.array([costs[i][metric] for i in idx])
-        true = np.array([records[i].values[metric] for i in idx])
-        if not np.all(pred > 0):
-            continue  # the profile does not model this metric
-        scale = global_scale(pred, true) if calibrate else 1.0
-        report[metric] = accuracy_report(pred * scale, true)
-        if calibrate:
-            report[metric]["scale"] = scale
+        r = calibrated_report(np.array([costs[i][metric] for i in idx]),
+                              np.array([records[i].values[metric] for i in idx]), calibrate)
+        if r is not None:  # else the profile does not model this metric
+            report[metric] = r
     return report
 
 

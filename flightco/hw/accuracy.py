@@ -37,3 +37,17 @@ def format_report(r: dict) -> str:
     rho = "n/a" if r.get("spearman") is None else f"{r['spearman']:.3f}"
     return (f"n={r['n']}  MAPE {r['mape']:.1f}%  RMSPE {r['rmspe']:.1f}%  within ±10%: {100 * r['acc10']:.1f}%  "
             f"Spearman {rho}")
+
+
+def calibrated_report(predicted: np.ndarray, measured: np.ndarray, calibrate: bool) -> dict[str, float] | None:
+    """:func:`accuracy_report` of one metric, after one global scale when ``calibrate`` (kept as
+    ``scale``); ``None`` when the profile does not model the metric (some prediction is not > 0).
+    Shared by ``profile eval`` on layer tables and on network tables."""
+    p = np.asarray(predicted, dtype=float)
+    if not np.all(p > 0):
+        return None
+    scale = global_scale(p, measured) if calibrate else 1.0
+    report = accuracy_report(p * scale, measured)
+    if calibrate:
+        report["scale"] = scale
+    return report
