@@ -26,6 +26,19 @@ from flightco.errors import FlightcoError, RunError
 # Brevitas warns at import about an optional CUDA kernel package that CPU users never need.
 warnings.filterwarnings("ignore", message="fast_hadamard_transform package not found")
 
+
+def _flags_have_no_value_type(original=typer.core.TyperOption.display_type_rich):
+    """typer 0.29 prints ``<bool>`` beside every on/off flag (``--all-front``, ``--help``), as if
+    the flag took a value; a flag takes none, so its type column stays empty."""
+
+    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+        return None if self.is_flag else original(self, ctx)
+
+    typer.core.TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_have_no_value_type()
+
 class _OneLineErrors(TyperGroup):
     """Usage errors (a bad option value, a missing argument) as ONE line on stderr with status 2,
     like every other flightco error, instead of a multi-line panel."""

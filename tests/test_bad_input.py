@@ -732,6 +732,27 @@ def test_help_lists_choices():
     assert "table|csv|json" in invoke("pareto", "--help").stdout
 
 
+def _all_commands():
+    from typer.main import get_command
+
+    from flightco.cli import app
+
+    def walk(cmd, path):
+        yield path
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    return list(walk(get_command(app), []))
+
+
+@pytest.mark.parametrize("path", _all_commands(), ids=lambda p: " ".join(p) or "flightco")
+def test_help_shows_no_value_type_on_flags(path):
+    """An on/off flag takes no value, so `--help` must not print `<bool>` beside it."""
+    result = invoke(*path, "--help")
+    assert result.exit_code == 0 and "--help" in result.stdout
+    assert "<bool>" not in result.stdout
+
+
 # ---- the real entry point (subprocesses): no traceback escapes ---------------------------------
 
 
