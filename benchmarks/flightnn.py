@@ -24,7 +24,8 @@ from flightco.data import Split, load_dataset
 from flightco.hw.profile import load_profile
 from flightco.metrics import genome_metrics
 from flightco.nn.mobilenet import build_model
-from flightco.search import mean_terms, realised_terms
+from flightco.front import mean_terms
+from flightco.search import realised_terms
 from flightco.space import FLOAT_BITS, Genome, Precision, SearchSpace, sample_genome
 from flightco.train import TrainConfig, evaluate, train_qat
 

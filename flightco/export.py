@@ -256,7 +256,8 @@ def export_trial(
     from flightco.metrics import genome_metrics
     from flightco.nn.mobilenet import build_model
     from flightco.recipe import recipe_from_stored
-    from flightco.search import mean_terms, realised_terms
+    from flightco.front import mean_terms
+    from flightco.search import realised_terms
     from flightco.train import predict
 
     start = time.perf_counter()

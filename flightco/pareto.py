@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from flightco.search import finals_of, proxy_front
+from flightco.front import finals_of, proxy_front
 
 BASE_COLUMNS = ["trial", "accuracy", "final_test_accuracy", "energy_mj", "latency_ms", "memory_kb",
                 "macs", "params", "weight_kb", "bits", "status"]

@@ -32,13 +32,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from flightco.data import Dataset, Split, load_dataset
 from flightco.errors import RunError
+from flightco.front import final_key, finals_of, mean_terms, proxy_front  # noqa: F401  (re-exported)
 from flightco.hw.profile import HardwareProfile, load_profile
 from flightco.metrics import genome_metrics
 from flightco.recipe import Recipe, TrainSpec
 from flightco.runs import trial_dir
 from flightco.space import Genome, SearchSpace, sample_genome
 
-FINAL_PREFIX = "final:"
 
 
 class TrialFailed(Exception):
@@ -203,13 +203,6 @@ def realised_terms(model: Any) -> dict[str, list[int]]:
     from flightco.nn.mobilenet import kernel_name
 
     return {kernel_name(name): counts for name, counts in term_histograms(model).items()}
-
-
-def mean_terms(histograms: dict[str, list[int]] | None) -> dict[str, float]:
-    """Mean power-of-two terms per weight of each FLightNN kernel, from its filter histogram
-    (empty without FLightNN kernels: every layer keeps its declared precision)."""
-    histograms = histograms or {}
-    return {name: sum((i + 1) * n for i, n in enumerate(c)) / max(1, sum(c)) for name, c in histograms.items()}
 
 
 def save_weights(model: Any, genome: Genome, path: Path) -> None:
@@ -379,11 +372,6 @@ def _find_trained_twin(study: optuna.Study, genome: Genome) -> FrozenTrial | Non
 # ---- finalists ----------------------------------------------------------------------------------
 
 
-def proxy_front(study: optuna.Study) -> list[FrozenTrial]:
-    """Optuna's Pareto front (feasible trials only), restricted to trained trials."""
-    return [t for t in study.best_trials if "proxy" in t.user_attrs]
-
-
 def choose_finalists(study: optuna.Study, k: int, window: float = 0.1) -> list[FrozenTrial]:
     """The front's most accurate trial, then the cheapest front trials whose proxy accuracy is
     within ``window`` of it (the knee of the front), up to ``k``.
@@ -420,7 +408,7 @@ def run_finalists(study: optuna.Study, ctx: SearchContext, reporter: Reporter, k
     full_train = Split(torch.cat([ds.train.x, ds.val.x]), torch.cat([ds.train.y, ds.val.y]))
     results = []
     for trial in choose_finalists(study, k):
-        key = f"{FINAL_PREFIX}{trial.number}"
+        key = final_key(trial.number)
         if key in study.user_attrs:
             results.append(study.user_attrs[key])
             continue
@@ -462,5 +450,3 @@ def write_finals_file(study: optuna.Study, run_dir: Path) -> None:
     write_text(Path(run_dir) / "finals.json", json.dumps(finals, indent=2) + "\n")
 
 
-def finals_of(study: optuna.Study) -> dict[int, dict[str, Any]]:
-    return {int(k[len(FINAL_PREFIX):]): v for k, v in study.user_attrs.items() if k.startswith(FINAL_PREFIX)}

@@ -31,7 +31,7 @@ def _bits(b: int) -> int | str:
 
 def describe_trial(study: optuna.Study, run_dir: Path, number: int) -> dict[str, Any]:
     """Architecture, per-kernel precision, costs per profile, status, accuracies and weight files."""
-    from flightco.search import finals_of
+    from flightco.front import finals_of
 
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if number not in trials:
