@@ -140,6 +140,17 @@ def code_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+def _remove_stale_journal_lock(run_dir: Path) -> None:
+    """Optuna's journal write lock (``study.journal.lock``) left behind by a writer that was killed
+    or Ctrl-C'd mid-write. Under the run folder's lock no other process writes this journal, so
+    it is stale; left alone, the resumed search would wait Optuna's 30 s grace period on it."""
+    for leftover in [run_dir / f"{JOURNAL_FILE}.lock", *run_dir.glob(f"{JOURNAL_FILE}.lock*.rename")]:
+        try:
+            leftover.unlink()
+        except FileNotFoundError:
+            pass
+
+
 @contextmanager
 def exclusive_run_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir/.lock`` for the life of a search process using the default journal storage.
@@ -156,6 +167,7 @@ def exclusive_run_lock(run_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             raise RunError(f"{run_dir}: another flightco process is running on this run folder "
                            "(for several workers on one study use an RDB storage: --storage postgresql://...)") from None
+        _remove_stale_journal_lock(run_dir)
         yield
     finally:
         fh.close()

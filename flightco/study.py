@@ -304,6 +304,25 @@ def run_trials(
     return ran
 
 
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while handling a Ctrl-C. Optuna's journal lock releases its lock
+    file when interrupted while acquiring it, and that release can itself fail (the file was
+    never created): the user pressed Ctrl-C but the error that surfaces is a FileNotFoundError."""
+    seen = exc.__context__
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
+
+
+def _interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Ctrl-C is like a killed process: the trial is failed and retried once on resume."""
+    trial.set_user_attr("status", "failed: interrupted (retried on resume)")
+    study.tell(trial, state=TrialState.FAIL)
+    retry_callback()(study, study._storage.get_trial(trial._trial_id))
+
+
 def _run_one(study: optuna.Study, trial: optuna.Trial, objective: Objective, heartbeat: bool) -> bool:
     """Run and close one trial; returns whether it finished (complete or pruned)."""
     beat = _Heartbeat(study, trial._trial_id) if heartbeat else None
@@ -322,12 +341,12 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, objective: Objective, hea
         study.tell(trial, state=TrialState.FAIL)
         return False
     except KeyboardInterrupt:
-        # Ctrl-C is like a killed process: the trial is failed and retried once on resume
-        trial.set_user_attr("status", "failed: interrupted (retried on resume)")
-        study.tell(trial, state=TrialState.FAIL)
-        retry_callback()(study, study._storage.get_trial(trial._trial_id))
+        _interrupted(study, trial)
         raise
     except OSError as exc:  # disk full, artifact folder gone or unwritable: stop, keep the study
+        if _caused_by_ctrl_c(exc):
+            _interrupted(study, trial)
+            raise KeyboardInterrupt from None
         where = exc.filename or "the artifact folder"
         trial.set_user_attr("status", f"failed: cannot write {where}: {exc.strerror or exc}")
         study.tell(trial, state=TrialState.FAIL)

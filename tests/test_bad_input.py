@@ -803,6 +803,44 @@ def test_ctrl_c_during_a_trial_is_retried_like_a_killed_one(tmp_path):
     assert trials[1].params == trials[0].params and trials[1].params  # retried with the same parameters
 
 
+def test_ctrl_c_inside_optunas_journal_lock_is_still_a_ctrl_c(tmp_path):
+    """Ctrl-C while Optuna acquires its journal lock makes it release a lock file it never created;
+    the FileNotFoundError that surfaces must be handled as the Ctrl-C it is (exit 130, trial
+    retried), not as an unwritable artifact folder (seen as exit 2 in the real Ctrl-C test)."""
+    from optuna.trial import TrialState
+
+    from flightco.study import _run_one
+
+    study = _journal_study(tmp_path)
+    trial = study.ask()
+    trial.suggest_categorical("x", [1, 2, 3])
+
+    def interrupted_in_the_lock(_trial):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:  # what optuna's acquire() does: release() and that fails
+            raise FileNotFoundError(2, "No such file or directory", str(tmp_path / "study.journal.lockX.rename"))
+
+    with pytest.raises(KeyboardInterrupt):
+        _run_one(study, trial, interrupted_in_the_lock, heartbeat=False)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert "interrupted" in trials[0].user_attrs["status"]
+
+
+def test_stale_journal_lock_is_removed_under_the_run_lock(tmp_path):
+    """A writer killed inside Optuna's journal lock leaves `study.journal.lock`; the next search
+    (holding the run folder's lock, so no one else writes) removes it instead of waiting 30 s."""
+    from flightco.runs import exclusive_run_lock
+
+    (tmp_path / "study.journal.lock").write_text("")
+    (tmp_path / "study.journal.lockabc.rename").write_text("")
+    (tmp_path / "study.journal").write_text("")
+    with exclusive_run_lock(tmp_path):
+        assert not (tmp_path / "study.journal.lock").exists()
+        assert not list(tmp_path.glob("*.rename")) and (tmp_path / "study.journal").exists()
+
+
 def test_finals_file_lists_finalists_of_every_session(tmp_path):
     from flightco.search import write_finals_file
 

@@ -250,7 +250,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_trials(tmp_path):
     _wait_for(one_done, 240, "a finished trial")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert err.strip().splitlines() == [err.strip()] and "run the same command to resume" in err
     from flightco.runs import load_study
 
