@@ -13,7 +13,7 @@ of each kept), and prints:
      convolutions onnxruntime really ran;
   4. last line: int_speedup = median over the front of float ÷ onnx-int latency at batch 32.
 
-Usage: python benchmarks/deploy.py [--run outputs/default] [--out outputs/deploy_bench] [--threads 1]
+Usage: python benchmarks/deploy.py [--run outputs/mobilenet_energy] [--out outputs/deploy_bench] [--threads 1]
                                    [--max-models N] [--profile hw_profiles/ort.yaml]
 """
 
@@ -55,7 +55,7 @@ def _ops(path: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", default="outputs/default")
+    ap.add_argument("--run", default="outputs/mobilenet_energy")  # the README's first command writes it
     ap.add_argument("--out", default="outputs/deploy_bench")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-models", type=int, default=None)
