@@ -622,6 +622,9 @@ def report(
 from flightco.profile_cli import app as _profile_app  # noqa: E402
 
 app.add_typer(_profile_app, name="profile")
+from flightco.characterize_cli import characterize as _characterize  # noqa: E402
+
+app.command("characterize")(_characterize)
 
 
 def main() -> None:
