@@ -13,8 +13,10 @@ and ``benchmarks/stack.py --check-builder``, which compare the two):
   point 128 at 8 bits, as export re-expresses them) and of an int32 bias, then ``Relu`` where the
   layer has one (stem, expand, depthwise), then its output quantizer at its consumer's bits;
 * a float-weight layer fed by a dequantized tensor gets export's float ``Clip`` guard;
-* residual ``Add`` of two dequantized tensors, requantized; ``GlobalAveragePool`` + ``Flatten``,
-  requantized at the classifier's input bits; the classifier is a ``Gemm`` (per-tensor weights).
+* a residual projection's output and the tensor entering the pooling are requantized at 8 bits
+  (:mod:`flightco.nn.deploy`); the residual ``Add`` of two dequantized tensors is requantized at
+  its consumer's bits; ``GlobalAveragePool`` + ``Flatten`` at the classifier's input bits; the
+  classifier is a ``Gemm`` (per-tensor weights, int32 bias when its input is quantized).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from flightco.space import FLOAT_BITS, Genome
 
 OPSET = 13
 RELU_KERNELS = (".expand", ".dw")  # besides the stem: layers followed by a ReLU
+REQUANT_BITS = 8  # flightco.nn.deploy: a residual projection and the pooled tensor are requantized at 8 bits
 
 
 def _has_relu(layer: LayerWorkload) -> bool:
@@ -87,13 +90,16 @@ class _Graph:
         return self.node("DequantizeLinear", [self.const(f"{base}_w", q), self.const(f"{base}_ws", scale),
                                               self.const(f"{base}_wzp", zp)], f"{base}_w", **attrs)
 
-    def bias(self, cout: int, quantized_input: bool, base: str) -> str:
+    def bias(self, cout: int, quantized_input: bool, base: str, axis: bool = True) -> str:
+        """An int32 bias (per channel for convolutions, per tensor for the classifier) when the
+        layer's input and weights are quantized, else a float one."""
         if not quantized_input:
             return self.const(f"{base}_b", np.zeros(cout, np.float32))
+        shape = cout if axis else ()
         return self.node("DequantizeLinear", [self.const(f"{base}_b", np.zeros(cout, np.int32)),
-                                              self.const(f"{base}_bs", np.full(cout, 5e-4, np.float32)),
-                                              self.const(f"{base}_bzp", np.zeros(cout, np.int32))],
-                         f"{base}_b", axis=0)
+                                              self.const(f"{base}_bs", np.full(shape, 5e-4, np.float32)),
+                                              self.const(f"{base}_bzp", np.zeros(shape, np.int32))],
+                         f"{base}_b", **({"axis": 0} if axis else {}))
 
     def guard(self, x: str, base: str) -> str:
         """Export's float guard: keeps onnxruntime from quantizing a float-weight layer itself."""
@@ -113,7 +119,8 @@ def build_onnx(genome: Genome, path: Path, seed: int = 0) -> None:
     if quantized:
         x = g.quantize(x, genome.stem.a_bits, True, "input")
     block_input: dict[str, tuple[str, bool]] = {}
-    for layer in layers:
+    for li, layer in enumerate(layers):
+        nxt = layers[li + 1].op if li + 1 < len(layers) else ""
         base = layer.name.replace(".", "_")
         block = layer.name.split(".")[0]
         if layer.name.endswith((".expand", ".dw")) and block not in block_input:
@@ -126,7 +133,7 @@ def build_onnx(genome: Genome, path: Path, seed: int = 0) -> None:
                 shape = (layer.cout, layer.cin)
                 w = g.weights(shape, layer.w_bits, False, base) if wq else \
                     g.const(f"{base}_w", g.rng.standard_normal(shape).astype(np.float32) * 0.1)
-                b = g.const(f"{base}_b", np.zeros(layer.cout, np.float32))
+                b = g.bias(layer.cout, quantized and wq, base, axis=False)
                 x = g.node("Gemm", [x, w, b], base, transB=1)
                 quantized = False
                 continue
@@ -148,9 +155,10 @@ def build_onnx(genome: Genome, path: Path, seed: int = 0) -> None:
             x = g.node("GlobalAveragePool", [x], base)
             x = g.node("Flatten", [x], base, axis=1)
             relu = False
-        quantized = layer.out_bits < FLOAT_BITS
+        out_bits = REQUANT_BITS if nxt in ("add", "pool") else layer.out_bits
+        quantized = out_bits < FLOAT_BITS
         if quantized:
-            x = g.quantize(x, layer.out_bits, not relu, f"{base}_out")
+            x = g.quantize(x, out_bits, not relu, f"{base}_out")
     out = g.node("Identity", [x], "logits")
     graph = helper.make_graph(
         g.nodes, f"flightco_{genome.arch_key()[:32]}",
