@@ -208,17 +208,26 @@ def run(points: list[Point], target: Target, out: Path, *, chunk: int = 25, memo
     total, finished = len(points), len(points) - len(todo)
     if progress:
         progress(finished, total)
+    known: dict[str, dict[str, float]] = {}  # key -> measurement: a network in several sweeps is measured once
+    if len(table):
+        metric_cols = [c for c in ("latency_ms", "energy_mj", "memory_kb", "spread", "file_kb") if c in table]
+        for rec in table[["key", *metric_cols]].drop_duplicates("key").to_dict("records"):
+            known[rec.pop("key")] = {k: v for k, v in rec.items() if pd.notna(v)}
     for start in range(0, len(todo), chunk):
         part = todo[start:start + chunk]
-        memory = [p.kind == "sweep" or (start + i) % max(1, memory_every) == 0 for i, p in enumerate(part)]
-        measured = target.measure([(p.genome, p.knobs) for p in part], memory)
+        fresh: dict[str, tuple[Point, bool]] = {}
+        for i, p in enumerate(part):
+            if p.key not in known and p.key not in fresh:
+                fresh[p.key] = (p, p.kind == "sweep" or (start + i) % max(1, memory_every) == 0)
+        measured = target.measure([(p.genome, p.knobs) for p, _ in fresh.values()], [m for _, m in fresh.values()])
+        known.update(zip(fresh, measured))
         rows = []
-        for p, m in zip(part, measured):
+        for p in part:
             rows.append({"key": p.key, "target": target.name, "kind": p.kind, "base": p.base,
                          "dimension": p.dimension, "value": p.value, **p.knobs.as_dict(),
                          **network_figures(p.genome), "resolution": p.genome.resolution,
                          "blocks": len(p.genome.blocks), "bits": p.genome.bits_summary(),
-                         **m, "genome": p.genome.to_json()})
+                         **known[p.key], "genome": p.genome.to_json()})
         table = append_rows(path, rows)
         finished += len(part)
         if progress:

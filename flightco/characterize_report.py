@@ -152,28 +152,36 @@ def write_plots(table: pd.DataFrame, folder: Path, metrics: tuple[str, ...]) -> 
     files = []
     sw = sweeps(table)
     dims = sorted({d for _, d in sw})
+    bases = sorted({b for b, _ in sw})
     for m in metrics:
         for against in ("work", "bytes"):
-            cols = 4
-            rows = max(1, int(np.ceil(len(dims) / cols)))
-            fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), dpi=90, squeeze=False)
-            for ax, dim in zip(axes.ravel(), dims):
-                x_col = work_metric(dim) if against == "work" else "bytes"
-                for (base, d), g in sw.items():
-                    if d == dim and g[m].notna().any():
-                        ax.plot(g[x_col], g[m], marker="o", ms=3, label=base)
-                        for _, r in g.iterrows():
-                            ax.annotate(str(r["value"]), (r[x_col], r[m]), fontsize=5)
-                ax.set_title(dim, fontsize=8)
+            # one panel per base network, every dimension a line of cost/cost_min against
+            # work/work_min (log-log): a line along the diagonal scales with the work, a flat one does not
+            fig, axes = plt.subplots(1, max(1, len(bases)), figsize=(4.6 * max(1, len(bases)), 4.2), dpi=80,
+                                     squeeze=False)
+            for ax, base in zip(axes[0], bases):
+                top = 1.0
+                for dim in dims:
+                    g = sw.get((base, dim))
+                    if g is None or not g[m].notna().any():
+                        continue
+                    x_col = work_metric(dim) if against == "work" else "bytes"
+                    x = g[x_col] / g[x_col].min()
+                    y = g[m] / g[m].min()
+                    top = max(top, float(x.max()))
+                    ax.plot(x, y, marker="o", ms=2.5, lw=1, label=dim)
+                ax.plot([1, top], [1, top], "k:", lw=0.8)
                 ax.set_xscale("log")
                 ax.set_yscale("log")
-                ax.tick_params(labelsize=6)
-                ax.set_xlabel(x_col, fontsize=7)
-            for ax in axes.ravel()[len(dims):]:
-                ax.axis("off")
-            axes.ravel()[0].legend(fontsize=6)
-            fig.suptitle(f"{m} along each dimension vs {'MACs (bit-ops for bits)' if against == 'work' else 'bytes'}")
-            fig.tight_layout()
+                ax.set_title(f"{base} base", fontsize=9)
+                ax.set_xlabel(("MACs (bit-ops for bit-widths)" if against == "work" else "bytes") + " / smallest",
+                              fontsize=8)
+                ax.set_ylabel(f"{m} / smallest", fontsize=8)
+                ax.tick_params(labelsize=7)
+            axes[0][-1].legend(fontsize=5.5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            fig.suptitle(f"{m} along each dimension vs {'work' if against == 'work' else 'bytes'} (dotted: proportional)",
+                         fontsize=10)
+            fig.subplots_adjust(right=0.82, wspace=0.3)
             files.append(_save(fig, folder / f"{m}_vs_{against}.png"))
         rnd = table[table["kind"] == "random"].dropna(subset=[m])
         if len(rnd):
@@ -185,6 +193,5 @@ def write_plots(table: pd.DataFrame, folder: Path, metrics: tuple[str, ...]) -> 
                 ax.set_xlabel(x)
                 ax.set_ylabel(m)
             fig.suptitle(f"{len(rnd)} random networks: {m}")
-            fig.tight_layout()
             files.append(_save(fig, folder / f"random_{m}.png"))
     return files
