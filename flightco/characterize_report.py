@@ -85,8 +85,9 @@ def write_outputs(table: pd.DataFrame, out: Path, *, target: Any, space_name: st
                          f"{tb:.2f} with bytes, {tp:.2f} with parameters; of {tot} pairs whose MACs differ by "
                          f">= 1.2x, {inv} ({100 * inv / max(tot, 1):.1f} %) have the smaller network measurably "
                          f"costlier.")
+    noisy = sc[sc["median_spread"].fillna(0) > rule.max_hint_threshold] if len(sc) else sc
     for m in metrics:
-        s = sc[sc["metric"] == m]
+        s = sc[(sc["metric"] == m) & (sc["median_spread"].fillna(0) <= rule.max_hint_threshold)] if len(sc) else sc
         if not len(s):
             continue
         agg = s.groupby("dimension").agg(slope=("slope_vs_work", "median"), cost=("cost_ratio_max_min", "median"),
@@ -102,19 +103,27 @@ def write_outputs(table: pd.DataFrame, out: Path, *, target: Any, space_name: st
             n += 1
             lines.append(f"{n}. **{r['dimension']}: {m} grows faster than {work_metric(r['dimension'])}** — "
                          f"{_pct(r['work'])} the work for {_pct(r['cost'])} the cost (slope {r['slope']:.2f}).")
-    for _, e in events.iterrows():
-        n += 1
-        what = ("more work yet cheaper (non-monotonic)" if e["event"] == "cliff"
-                else "more work at the same cost (plateau)")
-        lines.append(f"{n}. **{e['event']}: {e['dimension']} {e['from']} -> {e['to']} on the {e['base']} base** "
-                     f"({e['metric']}): {what}: work {_pct(e['work_ratio'])}, cost {_pct(e['cost_ratio'])} "
-                     f"(threshold {100 * e['threshold']:.0f} %).")
+    if len(events):
+        grouped = events.groupby(["event", "dimension", "metric", "from", "to"], sort=False).agg(
+            bases=("base", lambda b: ", ".join(sorted(b))), work=("work_ratio", "median"),
+            cost=("cost_ratio", "median"), threshold=("threshold", "max")).reset_index()
+        for _, e in grouped.iterrows():
+            n += 1
+            what = ("more work yet cheaper (non-monotonic)" if e["event"] == "cliff"
+                    else "more work at the same cost (plateau)")
+            lines.append(f"{n}. **{e['event']}: {e['dimension']} {e['from']} -> {e['to']}** ({e['metric']}, bases "
+                         f"{e['bases']}): {what}: work {_pct(e['work'])}, cost {_pct(e['cost'])} (medians; "
+                         f"threshold up to {100 * e['threshold']:.0f} %).")
     if target.kind == "runtime":
         for text in knob_findings(table, "latency_ms"):
             n += 1
             lines.append(f"{n}. {text}")
     if n == 0:
         lines.append("No finding passed the noise rule.")
+    if len(noisy):
+        lines += ["", f"Left out as too noisy to read a slope from (median spread above "
+                  f"{100 * rule.max_hint_threshold:.0f} %): " + ", ".join(
+                      sorted({f"{r['dimension']} ({r['base']})" for _, r in noisy.iterrows()}))]
     lines += ["", "## Space hints (`space_hints.yaml`)", ""]
     lines += [f"- remove {h['field']} = {h['value']}: dominated by {h['dominated_by']}; {h['evidence']}"
               for h in hints] or ["- none: no choice is dominated on this target"]

@@ -33,9 +33,14 @@ more than a smaller one dominates it (same or lower cost, at least the accuracy)
 
 @dataclass(frozen=True)
 class NoiseRule:
+    """``k`` x spread (never below ``floor``) is the smallest cost change taken as real. A plateau
+    also needs the threshold below half the work change (else flat and proportional cannot be told
+    apart), and a hint needs it below ``max_hint_threshold`` (noisy evidence removes nothing)."""
+
     k: float = 3.0
     floor: float = 0.03
     min_work_step: float = 0.10
+    max_hint_threshold: float = 0.10
 
     def threshold(self, spread_a: float, spread_b: float, target_spread: float = 0.0) -> float:
         s = max(_num(spread_a), _num(spread_b), _num(target_spread))
@@ -96,7 +101,8 @@ def detect(table: pd.DataFrame, metric: str = "latency_ms", rule: NoiseRule = No
                             "to": b["value"], "work_ratio": wb / wa, "cost_ratio": cb / ca, "threshold": t}
                 if wb > wa * 1.01 and cb < ca * (1 - t):
                     rows.append({**base_row, "event": "cliff"})
-                elif j == i + 1 and wb >= wa * (1 + rule.min_work_step) and abs(cb / ca - 1) <= t:
+                elif (j == i + 1 and wb >= wa * (1 + rule.min_work_step) and abs(cb / ca - 1) <= t
+                      and t < (wb / wa - 1) / 2):
                     rows.append({**base_row, "event": "plateau"})
     cols = ["event", "base", "dimension", "metric", "work", "from", "to", "work_ratio", "cost_ratio", "threshold"]
     return pd.DataFrame(rows, columns=cols)
@@ -122,6 +128,8 @@ def scaling(table: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
                 continue
             c = pd.to_numeric(g[m], errors="coerce")
             rows.append({"dimension": dim, "base": base, "metric": m, "points": len(g),
+                         "median_spread": float(pd.to_numeric(g.get("spread"), errors="coerce").median())
+                         if "spread" in g else 0.0,
                          "cost_ratio_max_min": float(c.max() / c.min()) if c.min() > 0 else float("nan"),
                          "work_ratio_max_min": float(g[work_metric(dim)].max() / g[work_metric(dim)].min()),
                          "slope_vs_work": elasticity(g, m, work_metric(dim)),
@@ -188,6 +196,9 @@ def dominated_choices(table: pd.DataFrame, metrics: tuple[str, ...], rule: Noise
                         break
                     rx, ry = rx.iloc[0], ry.iloc[0]
                     t = rule.threshold(rx.get("spread"), ry.get("spread"), med)
+                    if t > rule.max_hint_threshold:
+                        ok = False
+                        break
                     for m in metrics:
                         cx, cy = _num(rx.get(m)), _num(ry.get(m))
                         if cx <= 0 or cy <= 0:
@@ -195,12 +206,15 @@ def dominated_choices(table: pd.DataFrame, metrics: tuple[str, ...], rule: Noise
                         if cy > cx * (1 + t):
                             ok = False
                             break
-                        evidence.append(f"{m} {cy / cx:.3f}x on {base}")
+                        evidence.append((m, cy / cx, base))
                     if not ok:
                         break
                 if ok and evidence:
+                    worst = {m: max(r for mm, r, _ in evidence if mm == m) for m, _, _ in evidence}
+                    bases = sorted({b for _, _, b in evidence})
+                    text = ", ".join(f"{m} at most {r:.3f}x" for m, r in worst.items())
                     hints.append({"field": dim, "value": x, "dominated_by": y,
-                                  "evidence": f"{y} costs {', '.join(evidence)} of {x} (noise threshold "
-                                              f"{100 * rule.threshold(0, 0, med):.0f}%)"})
+                                  "evidence": f"{y} costs {text} what {x} costs on bases {', '.join(bases)} "
+                                              f"(noise threshold {100 * rule.threshold(0, 0, med):.0f} %)"})
                     break
     return hints

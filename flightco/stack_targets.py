@@ -6,8 +6,9 @@ never care which is which:
 * :class:`ProfileTarget` prices a Genome with a hardware profile (latency, energy, memory; exact,
   no noise, microseconds);
 * :class:`OnnxRuntimeTarget` times real onnxruntime sessions of the network's deploy-form ONNX
-  file (batch 1, each point in two interleaved passes: the lower is kept, their gap is the
-  point's measured run-to-run spread) with the runtime's own knobs (threads, graph
+  file (batch 1, each point in two interleaved passes of the lowest of ``repeats`` runs — the
+  estimator that survives a heavily shared machine, see :func:`flightco.measure.time_session_lowest`;
+  the lower pass is kept, the gap between the two is the point's measured run-to-run spread) with the runtime's own knobs (threads, graph
   optimization level, export format), and peak heap memory (:func:`flightco.measure.peak_memory_kb`);
 * :class:`FileRuntimeTarget` wraps any runtime plug-in of :data:`flightco.runtimes.RUNTIMES` that
   offers ``available()`` and ``measure_file(path, input_shape, batches=..., threads=...)`` (the
@@ -20,9 +21,8 @@ from __future__ import annotations
 
 import importlib
 import tempfile
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +50,6 @@ class Knobs:
 
     def as_dict(self) -> dict[str, Any]:
         return {"threads": self.threads, "graph_opt": self.graph_opt, "format": self.format}
-
-
-@dataclass
-class Measured:
-    values: dict[str, float] = field(default_factory=dict)
 
 
 class Target:
@@ -147,7 +142,7 @@ class OnnxRuntimeTarget(Target):
                 "QLinearConv kernels (int8/uint8 containers)")
 
     def measure(self, items, memory, progress=None):
-        from flightco.measure import peak_memory_kb, time_session_stats
+        from flightco.measure import peak_memory_kb, time_session_lowest
 
         rng = np.random.default_rng(len(items))
         with tempfile.TemporaryDirectory() as tmp:
@@ -164,7 +159,7 @@ class OnnxRuntimeTarget(Target):
             passes: list[list[float]] = [[] for _ in items]
             for _ in range(2):  # two interleaved passes: the gap between them is the run-to-run spread
                 for i in rng.permutation(len(items)):
-                    passes[i].append(time_session_stats(sessions[i], feeds[i], self.warmup, self.repeats)[0])
+                    passes[i].append(time_session_lowest(sessions[i], feeds[i], self.warmup, self.repeats))
             out = []
             for i in range(len(items)):
                 lo, hi = min(passes[i]), max(passes[i])
@@ -238,6 +233,3 @@ def make_target(runtime: str | None = None, profile: Path | None = None, **optio
         raise TargetError(f"--runtime {runtime}: {why}")
     return FileRuntimeTarget(runtime, module, threads=options.get("threads", (1, 2)))
 
-
-def now() -> float:
-    return time.perf_counter()
