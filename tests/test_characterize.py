@@ -97,6 +97,7 @@ def test_recipe_space_hints_are_part_of_the_fingerprint(write_recipe, tmp_path):
         load_recipe(write_recipe(tiny_recipe(space_hints="no_such_hints.yaml"), "r3.yaml"))
 
 
+@pytest.mark.slow
 def test_characterize_profile_tiny_budget_writes_table_findings_hints_plots(cli, tmp_path):
     out = tmp_path / "char"
     r = cli("characterize", SPACE, "--profile", BITFUSION, "--out", out, "--random", "20", "--bases", "small,large",
