@@ -80,9 +80,12 @@ def variant_accuracy(genome: Genome, weights: Path, dataset: Any, precision: str
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.eval()
-        with torch.no_grad():
+        x = dataset.train.x
+        size = min(128, len(x))
+        with torch.no_grad():  # wraps around a small training split: every batch is non-empty
             for i in range(calibration_batches + 1):
-                model(dataset.train.x[i * 128:(i + 1) * 128])
+                start = (i * size) % max(1, len(x) - size + 1)
+                model(x[start:start + size])
     model.eval()
     from flightco.data import Split
 
