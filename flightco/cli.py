@@ -622,6 +622,12 @@ def report(
 from flightco.profile_cli import app as _profile_app  # noqa: E402
 
 app.add_typer(_profile_app, name="profile")
+from flightco.characterize_cli import characterize as _characterize  # noqa: E402
+
+app.command("characterize")(_characterize)
+from flightco.across_stack_cli import across_stack as _across_stack  # noqa: E402
+
+app.command("across-stack")(_across_stack)
 
 
 def main() -> None:

@@ -133,6 +133,8 @@ class Recipe(_Strict):
     description: str = ""
     dataset: DatasetSpec = DatasetSpec()
     search_space: str
+    space_hints: str | None = Field(
+        None, description="space_hints.yaml from `flightco characterize`: choices removed from the space before the study starts")
     hardware: list[str] = Field(min_length=1, description="profile files; the first one's costs are unprefixed")
     objectives: list[Objective] = Field(min_length=1)
     constraints: list[Constraint] = Field(default_factory=list)
@@ -187,6 +189,10 @@ class Recipe(_Strict):
         return self.resolve(self.search_space)
 
     @property
+    def space_hints_path(self) -> Path | None:
+        return self.resolve(self.space_hints) if self.space_hints else None
+
+    @property
     def hardware_paths(self) -> list[Path]:
         return [self.resolve(h) for h in self.hardware]
 
@@ -207,6 +213,8 @@ class Recipe(_Strict):
             d["storage"] = strip_password(d["storage"])  # a password never goes into the study
         d["search_space"] = str(self.search_space_path.resolve())
         d["hardware"] = [str(p.resolve()) for p in self.hardware_paths]
+        if self.space_hints_path is not None:
+            d["space_hints"] = str(self.space_hints_path.resolve())
         if self.dataset.root:
             d["dataset"]["root"] = str(self.dataset_root.resolve())
         d["constraints"] = [str(c) for c in self.constraints]
@@ -214,6 +222,8 @@ class Recipe(_Strict):
             "search_space": self.search_space_path.read_text(),
             "hardware": [p.read_text() for p in self.hardware_paths],
         }
+        if self.space_hints_path is not None:
+            d["files"]["space_hints"] = self.space_hints_path.read_text()
         return d
 
     def search_fingerprint_parts(self) -> dict[str, str]:
@@ -242,6 +252,8 @@ class Recipe(_Strict):
                                   if self.search.strategy == "supernet" else None]),
             "search_space (file contents)": h(files["search_space"]),
             "hardware (profile contents)": h([_profile_content(text) for text in files["hardware"]]),
+            # only when set, so that runs made before space hints existed keep their fingerprint
+            **({"space_hints (file contents)": h(files["space_hints"])} if "space_hints" in files else {}),
         }
 
     def search_fingerprint(self) -> str:
@@ -277,6 +289,8 @@ def load_recipe(path: str | Path) -> Recipe:
     recipe = validate(Recipe, data, str(path), RecipeError)
     if not recipe.search_space_path.is_file():
         raise RecipeError(f"{path}: search_space: file {recipe.search_space_path} not found")
+    if recipe.space_hints_path is not None and not recipe.space_hints_path.is_file():
+        raise RecipeError(f"{path}: space_hints: file {recipe.space_hints_path} not found")
     for h in recipe.hardware_paths:
         if not h.is_file():
             raise RecipeError(f"{path}: hardware: profile file {h} not found")
@@ -306,6 +320,11 @@ def recipe_from_stored(d: dict[str, Any], files_dir: Path | None = None) -> Reci
                 write_text(path, text)
             paths.append(str(path))
         d["hardware"] = paths
+        if files.get("space_hints") is not None:
+            hints = files_dir / "space_hints.yaml"
+            if _differs(hints, files["space_hints"]):
+                write_text(hints, files["space_hints"])
+            d["space_hints"] = str(hints)
     return validate(Recipe, d, "stored recipe", RecipeError)
 
 

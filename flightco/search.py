@@ -87,6 +87,10 @@ class SearchContext:
 
 def load_context(recipe: Recipe, run_dir: Path) -> SearchContext:
     space = SearchSpace.load(recipe.search_space_path)
+    if recipe.space_hints_path is not None:
+        from flightco.space_hints import SpaceHints, apply_hints
+
+        space = apply_hints(space, SpaceHints.load(recipe.space_hints_path), str(recipe.space_hints_path))
     profiles = [load_profile(p) for p in recipe.hardware_paths]
     names = [p.name for p in profiles]
     if len(set(names)) != len(names):
