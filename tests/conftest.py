@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,41 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     )
 
 
+@dataclass
+class CliResult:
+    """What a CLI call returned, in `subprocess.CompletedProcess`'s terms."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def invoke_cli(*args: object, timeout: float = 600) -> CliResult:
+    """Run the CLI end to end in this process: the same typer app the console script runs, minus
+    a fresh interpreter per call (importing torch, Brevitas and onnxruntime costs 4-10 s each time,
+    most of the suite's end-to-end time). The real entry point in a subprocess (exit status of the
+    process, signals, no traceback escaping `main`) is tested with `run_cli` directly."""
+    import traceback
+
+    import torch
+    from typer.testing import CliRunner
+
+    from flightco.cli import app
+
+    threads = torch.get_num_threads()  # recipes set torch's thread count; keep the suite's
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    finally:
+        torch.set_num_threads(threads)
+    stderr = result.stderr
+    exc = result.exception
+    if exc is not None and not isinstance(exc, SystemExit):  # an escaped exception: show it as a crash
+        stderr += "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return CliResult(1, result.stdout, stderr)
+    return CliResult(result.exit_code, result.stdout, stderr)
+
+
 @pytest.fixture
 def cli():
-    return run_cli
+    """End-to-end CLI calls (in process; see `invoke_cli`)."""
+    return invoke_cli
