@@ -16,9 +16,10 @@ satisfies it too):
   ONNX itself);
 - ``load(artifact, threads) -> Session``: an object with onnxruntime's ``run(None, {name: x})
   -> [logits]`` call, so :func:`flightco.measure.time_session` and verification take any runtime;
-- ``measure_file(artifact, input_shape, batches, threads, seconds) -> dict``: latency (median,
-  p10, p90 and the quietest-block median) per batch size, file size and peak memory, measured in a
-  fresh process (:func:`flightco.runtimes.timing.measure_in_child` for the new runtimes);
+- ``measure_artifacts({batch: artifact}, input_shape, threads, seconds) -> dict``: latency
+  (median, p10, p90 and the quietest-block median) per batch size, file size and peak memory,
+  measured in a fresh process (:func:`flightco.runtimes.timing.measure_in_child`; onnxruntime's
+  own ``measure_file`` for its one dynamic-batch file);
 - ``executed(artifact) -> dict``: what the runtime compiled, read from the runtime itself
   (per compute node: its precision and the evidence), and ``describe_precision(w_bits, a_bits,
   op) -> "int8" | "float" | ...``: the rule that :func:`executed` is checked against in the tests;
@@ -89,3 +90,11 @@ def missing_package(package: str, extra: str) -> tuple[bool, str]:
         return False, (f"{package} is not installed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                        f"install it with: pip install -e \".[{extra}]\"")
     return True, ""
+
+
+def with_ext(path, ext: str):
+    """``path`` ending in ``ext`` (appended, never replacing: ``m.tvm.b1`` -> ``m.tvm.b1.so``)."""
+    from pathlib import Path
+
+    path = Path(path)
+    return path if path.name.endswith(ext) else path.with_name(path.name + ext)

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from flightco.runtimes import missing_package
+from flightco.runtimes import missing_package, with_ext
 
+IMPORTS = ("torch", "executorch.runtime", "executorch.extension.pybindings.portable_lib")  # imported before the memory baseline of a measurement
 FORMATS = ("onnx-int",)
 EXTRA = "executorch"
 QUANT_OPS = ("quantize_per_tensor", "quantize_per_channel")
@@ -63,7 +64,7 @@ def compile(onnx_path: Path, artifact: Path, batch: int, threads: int = 1, **_: 
     from flightco.atomic import atomic_path
 
     edge = _lower(onnx_path, batch)
-    artifact = Path(artifact).with_suffix(".pte")
+    artifact = with_ext(artifact, ".pte")
     report = delegation(edge)  # before to_executorch(), which rewrites the program in place
     with atomic_path(artifact) as tmp:
         Path(tmp).write_bytes(edge.to_executorch().buffer)
@@ -149,7 +150,7 @@ def describe_precision(w_bits: int, a_bits: int, op: str = "conv") -> str:
     return "int8"
 
 
-def measure_file(artifacts: dict[int, Path], input_shape: list[int], threads: int = 1, seconds: float = 0.5) -> dict[str, Any]:
+def measure_artifacts(artifacts: dict[int, Path], input_shape: list[int], threads: int = 1, seconds: float = 0.5) -> dict[str, Any]:
     from flightco.runtimes.timing import measure_in_child
 
     return measure_in_child(__name__, artifacts, input_shape, threads, seconds)

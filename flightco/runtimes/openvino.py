@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from flightco.runtimes import missing_package
+from flightco.runtimes import missing_package, with_ext
 
+IMPORTS = ("openvino",)  # imported before the memory baseline of a measurement
 FORMATS = ("onnx-int",)
 EXTRA = "openvino"
 COMPUTE = ("Convolution", "FullyConnected", "MatMul", "Eltwise", "Reduce", "Pooling")
@@ -45,7 +46,7 @@ def compile(onnx_path: Path, artifact: Path, batch: int, threads: int = 1, **_: 
     model = ov.Core().read_model(str(onnx_path))
     shape = list(model.input(0).get_partial_shape())
     model.reshape({0: [batch, *[int(d.get_length()) for d in shape[1:]]]})
-    artifact = Path(artifact).with_suffix(".xml")
+    artifact = with_ext(artifact, ".xml")
     ov.save_model(model, str(artifact), compress_to_fp16=False)
     return artifact
 
@@ -106,7 +107,7 @@ def describe_precision(w_bits: int, a_bits: int, op: str = "conv") -> str:
     return "float" if w_bits >= 8 else "int8"
 
 
-def measure_file(artifacts: dict[int, Path], input_shape: list[int], threads: int = 1, seconds: float = 0.5) -> dict[str, Any]:
+def measure_artifacts(artifacts: dict[int, Path], input_shape: list[int], threads: int = 1, seconds: float = 0.5) -> dict[str, Any]:
     from flightco.runtimes.timing import measure_in_child
 
     return measure_in_child(__name__, artifacts, input_shape, threads, seconds)

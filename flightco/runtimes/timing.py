@@ -54,6 +54,8 @@ def time_runs(sess: Any, x: np.ndarray, seconds: float) -> dict[str, float]:
 
 def _measure_here(module: str, artifacts: dict[str, str], shape: list[int], threads: int, seconds: float) -> dict[str, Any]:
     plugin = importlib.import_module(module)
+    for package in getattr(plugin, "IMPORTS", ()):  # the runtime's libraries are not its session's memory
+        importlib.import_module(package)
     base = _status_kb("VmRSS")
     rng = np.random.default_rng(0)
     out: dict[str, Any] = {"threads": threads, "file_bytes": {}}

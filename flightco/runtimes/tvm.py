@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from flightco.runtimes import missing_package
+from flightco.runtimes import missing_package, with_ext
 
+IMPORTS = ("tvm", "tvm.relax")  # imported before the memory baseline of a measurement
 FORMATS = ("onnx-int",)
 EXTRA = "tvm"
 DEFAULT_TRIALS = 64
@@ -149,7 +150,7 @@ def compile(onnx_path: Path, artifact: Path, batch: int, threads: int = 1, tune:
 
     tgt = target(threads)
     mod = _import(onnx_path, batch)
-    artifact = Path(artifact).with_suffix(".so")
+    artifact = with_ext(artifact, ".so")
     report = lowered_precision(_zero(mod, tgt))
     if tune:
         mod = _tune(mod, tgt, artifact.with_name(artifact.name + ".tuning"), trials)
@@ -195,7 +196,7 @@ def describe_precision(w_bits: int, a_bits: int, op: str = "conv") -> str:
     return "float"
 
 
-def measure_file(artifacts: dict[int, Path], input_shape: list[int], threads: int = 1, seconds: float = 0.5) -> dict[str, Any]:
+def measure_artifacts(artifacts: dict[int, Path], input_shape: list[int], threads: int = 1, seconds: float = 0.5) -> dict[str, Any]:
     from flightco.runtimes.timing import measure_in_child
 
     return measure_in_child(__name__, artifacts, input_shape, threads, seconds)
