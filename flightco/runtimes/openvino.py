@@ -11,7 +11,9 @@ saturates on int8 ones, see :mod:`flightco.onnx_passes`), are not taken by OpenV
 low-precision transformations and run as f32 convolutions (``brgconv_avx2_f32``). Handing it
 the signed ``tensorrt`` form instead made 8-bit convolutions int8 but agreed with PyTorch on
 only 61 % of test images: without VNNI the u8 x s8 product pairs saturate in int16 (the same
-failure onnxruntime shows on such weights).
+failure onnxruntime shows on such weights). A W4A4 ``onnx-int`` file runs all its convolutions
+as int8 but agreed with PyTorch on only 74 % of test images (cause not found yet);
+``flightco export --runtime openvino`` refuses such files by its agreement check.
 """
 
 from __future__ import annotations
