@@ -91,6 +91,7 @@ def test_openvino_w4a4_agrees_with_pytorch(w4a4):
     assert deploy(path, "openvino", x, pt, y, genome, measure=False, batches=(32,), write=False).top1_agreement >= 0.995
 
 
+@pytest.mark.slow  # lowers two .pte files (about 30 s each on a quiet machine, 90 s under load)
 def test_executorch_measures_in_a_fresh_process(w8a8, tmp_path):
     _need("executorch")
     path, genome, x, pt, y = w8a8
