@@ -547,6 +547,12 @@ def export(
     all_front: bool = typer.Option(False, "--all-front", help="Export every model of the Pareto front into the --out folder (trial_NNNN.onnx)."),
     measure: bool = typer.Option(True, "--measure/--no-measure", help="Time the file at batch 1 and 32 and read its memory in its runtime."),
     threads: int = typer.Option(1, "--threads", min=1, help="Runtime threads for the measurements."),
+    runtime: str = typer.Option("onnxruntime", "--runtime", help=(
+        "Also deploy the verified onnx-int file to another CPU runtime and verify + measure it there: "
+        "openvino (IR), executorch (XNNPACK .pte, int8), tvm (Relax library, untuned) or tvm-tuned (MetaSchedule, --trials). "
+        "Artifacts go beside --out (m.<runtime>.b1/.b32.*), the report to m.onnx.<runtime>.json/.md; "
+        "each runtime is a pip extra: pip install -e \".[openvino]\", \".[executorch]\", \".[tvm]\".")),
+    trials: int = typer.Option(64, "--trials", min=1, help="tvm-tuned: MetaSchedule trials in all (spread over the network's kernels; the database is cached beside the library)."),
 ) -> None:
     """Export a trial (or the whole front) to ONNX, verify it against PyTorch, measure it.
 
@@ -567,11 +573,14 @@ def export(
             raise RunError("--trial is required (or --all-front)")
         else:
             targets = [(trial, out)]
+        from flightco.runtime_export import check_runtime_option
+
+        check_runtime_option(runtime, fmt.value)
         for _, path in targets:  # every output is checked before anything is written
             check_export_paths(path, min_agreement)
         for number, path in targets:
             r = export_trial(run, number, path, weights=weights.value, min_agreement=min_agreement, fmt=fmt.value,
-                             measure=measure, threads=threads)
+                             measure=measure, threads=threads, deploy_to=runtime, trials=trials)
             console.print(
                 f"wrote {r.file} ({r.format}, {r.weights} weights, {r.bits}); {r.runtime} vs PyTorch on {r.test_images} test images: "
                 f"top-1 agreement {100 * r.top1_agreement:.2f}%, max |diff| {r.max_abs_diff:.2g}, "
@@ -586,6 +595,13 @@ def export(
                 m = r.measured
                 console.print(f"  measured: batch 1 {m['batch1']['median_ms']:.3g} ms, batch 32 {m['batch32']['median_ms']:.3g} ms, "
                               f"{m['file_bytes'] / 1024:.1f} KiB, session peak {m['peak_memory_kb'] / 1024:.1f} MiB")
+            if r.deployed:
+                d = r.deployed
+                m = d.get("measured") or {}
+                console.print(f"  {d['version']}: top-1 agreement {100 * d['top1_agreement']:.2f}%, "
+                              f"{d['executed'].get('integer_convolutions')}/{d['executed'].get('convolutions')} convolutions in integer"
+                              + (f", batch 1 {m['batch1']['median_ms']:.3g} ms, batch 32 {m['batch32']['median_ms']:.3g} ms" if m else "")
+                              + f" (report {r.file}.{runtime}.md)")
             if r.lint is not None:
                 console.print(f"  TensorRT lint: {'passes' if not r.lint else r.lint[0]}; engine: "
                               f"{r.engine if isinstance(r.engine, str) else 'built (see report)'}")

@@ -74,6 +74,7 @@ class ExportReport:
     lint: list[str] | None = None                     # tensorrt: problems found (empty: none)
     engine: dict[str, Any] | str | None = None        # tensorrt engine figures, or why none was built
     file_metrics: dict[str, float] | None = None      # the run's profiles pricing the exported file's own graph
+    deployed: dict[str, Any] | None = None            # --runtime R: R's artifacts, agreement, precision, latency
 
     def markdown(self) -> str:
         lines = [
@@ -121,6 +122,11 @@ class ExportReport:
                                               if not self.lint else f"{len(self.lint)} problems: " + "; ".join(self.lint[:5])))
         if self.engine is not None:
             lines.append(f"- TensorRT engine: {self.engine if isinstance(self.engine, str) else {k: v for k, v in self.engine.items() if k != 'layers_json'}}")
+        if self.deployed:
+            d = self.deployed
+            lines.append(f"- deployed to {d['version']}: top-1 agreement {100 * d['top1_agreement']:.2f}%, "
+                         f"{d['executed'].get('integer_convolutions')}/{d['executed'].get('convolutions')} convolutions in integer "
+                         f"(see `{Path(self.file).name}.{d['runtime']}.md`)")
         if self.deploy_changes:
             lines.append("- deploy passes: " + ", ".join(f"{k} {v}" for k, v in self.deploy_changes.items()))
         if self.flight_terms:
@@ -229,11 +235,15 @@ def _run_onnxruntime(path: Path, x: Any, reference: bool = False) -> Any:
 def export_trial(
     run_dir: Path, number: int, out: Path, *, weights: str = "auto", min_agreement: float = 0.995,
     max_images: int | None = None, fmt: str = DEFAULT_FORMAT, measure: bool = True, threads: int = 1,
+    deploy_to: str = "onnxruntime", trials: int | None = None,
 ) -> ExportReport:
     """Rebuild trial ``number``'s model, export it to ``out`` as ``fmt``, verify it from raw test
     images, measure it in its runtime, and write ``<out>.json`` / ``<out>.md``."""
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    from flightco.runtime_export import check_runtime_option
+
+    check_runtime_option(deploy_to, fmt)
     out = Path(out)
     check_export_paths(out, min_agreement)
     _, study = load_study(run_dir)
@@ -319,6 +329,12 @@ def export_trial(
         engine = trt_rt.build_and_time(out, [1, *x.shape[1:]]) if ok and not lint else (why if not ok else "not built: lint failed")
     pt_logits = predict(model, x).numpy()
     labels = y.numpy()
+    deployed = None
+    if deploy_to != "onnxruntime" and (ort_logits.argmax(1) == pt_logits.argmax(1)).mean() >= min_agreement:
+        from flightco.runtime_export import deploy
+
+        deployed = asdict(deploy(out, deploy_to, x_file, pt_logits, labels, genome, threads=threads, measure=measure,
+                                 trials=trials))
     profiles = [load_profile(p) for p in recipe.hardware_paths]
     report = ExportReport(
         file=str(out), format=fmt, trial=number, weights=kind, bits=genome.bits_summary(),
@@ -331,7 +347,7 @@ def export_trial(
         metrics=genome_metrics(genome, profiles, mean_terms(terms)),
         file_metrics=_file_metrics(out, profiles),
         flight_terms=terms, preprocessing=pre, trained_accuracy=trained_accuracy, deploy_changes=changes,
-        kernels=kernels, measured=measured, lint=lint, engine=engine,
+        kernels=kernels, measured=measured, lint=lint, engine=engine, deployed=deployed,
     )
     text = json.dumps(asdict(report), indent=2) + "\n"
     json_path, md_path = report_paths(out)
@@ -341,11 +357,18 @@ def export_trial(
         record = Path(run_dir) / MEASURED_DIR / f"{number:04d}-{fmt}.json"
         record.parent.mkdir(exist_ok=True)
         write_text(record, text)
+    if deployed is not None and deployed.get("measured"):  # per runtime, beside (not among) onnxruntime's records
+        record = Path(run_dir) / MEASURED_DIR / deploy_to / f"{number:04d}-{fmt}.json"
+        record.parent.mkdir(parents=True, exist_ok=True)
+        write_text(record, json.dumps(deployed, indent=2, default=str) + "\n")
     if report.top1_agreement < min_agreement:
         raise ExportError(
             f"{out}: {runtime} agrees with PyTorch on only {100 * report.top1_agreement:.2f}% of test images "
             f"(< {100 * min_agreement:.1f}%); report in {json_path}"
         )
+    if deployed is not None and deployed["top1_agreement"] < min_agreement:
+        raise ExportError(f"{out}: {deploy_to} agrees with PyTorch on only {100 * deployed['top1_agreement']:.2f}% of test images "
+                          f"(< {100 * min_agreement:.1f}%); report in {out}.{deploy_to}.json")
     if fmt == "tensorrt" and lint:
         raise ExportError(f"{out}: not TensorRT-ready: {lint[0]} ({len(lint)} problems; report in {out}.json)")
     return report

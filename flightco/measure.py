@@ -112,6 +112,19 @@ def _session(path: Path, threads: int, optimized_path: Path | None = None):
 
 ROUNDS = 3  # interleaved passes over whole networks (see measure_networks)
 
+
+def runtime_session(path: Path, threads: int, runtime: str = "onnxruntime"):
+    """A batch-1 session of the ONNX file ``path`` in ``runtime`` (a :mod:`flightco.runtimes`
+    plug-in: its artifact is built beside the file) and a one-line summary of what it compiled."""
+    from flightco.runtimes import get_runtime
+
+    _, plugin = get_runtime(runtime)
+    artifact = plugin.compile(Path(path), Path(path).with_name(f"{Path(path).stem}.{runtime}.b1"), 1, threads,
+                              **dict(get_runtime(runtime)[0].options))
+    e = plugin.executed(artifact, threads)
+    ints = sum(n["precision"] != "float" for n in e.get("nodes", []))
+    return plugin.load(artifact, threads), f"{runtime}: {ints}/{len(e.get('nodes', []))} compute nodes integer"
+
 INTEGER_KERNELS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QGemm")
 
 
@@ -174,7 +187,8 @@ def _export(model, x, path: Path, fmt: str = "onnx-int") -> None:
 
 
 def measure_layers(layers: list[LayerWorkload], threads: int, warmup: int = 10, repeats: int = 50,
-                   progress: Callable[[int], None] | None = None, fmt: str = "onnx-int") -> Iterator[MeasuredLayer]:
+                   progress: Callable[[int], None] | None = None, fmt: str = "onnx-int",
+                   runtime: str = "onnxruntime") -> Iterator[MeasuredLayer]:
     """Build, export (as ``fmt``: by default the integer form ``flightco export`` writes, so
     quantized layers are timed as the QLinearConv kernels onnxruntime runs; sub-8-bit layers
     run on the same 8-bit kernels) and time each kernel at batch 1; yields one measurement per
@@ -191,10 +205,15 @@ def measure_layers(layers: list[LayerWorkload], threads: int, warmup: int = 10, 
             path = Path(tmp) / f"layer{i}.onnx"
             _export(model, x, path, fmt)
             optimized = Path(tmp) / f"layer{i}.opt.onnx"
-            ms = time_session(_session(path, threads, optimized), {"input": x.numpy()}, warmup, repeats)
+            if runtime != "onnxruntime":  # another runtime's artifact of the same exported layer
+                sess, kernel = runtime_session(path, threads, runtime)
+                ms = time_session(sess, {"input": x.numpy()}, warmup, repeats)
+            else:
+                ms = time_session(_session(path, threads, optimized), {"input": x.numpy()}, warmup, repeats)
+                kernel = executed_kernel(optimized)
             if progress:
                 progress(i + 1)
-            yield MeasuredLayer(layer, {"latency_ms": ms}, {"executed_kernel": executed_kernel(optimized)})
+            yield MeasuredLayer(layer, {"latency_ms": ms}, {"executed_kernel": kernel})
 
 
 def measure_elementwise_ns(threads: int, elements: int = 64 * 14 * 14, warmup: int = 10, repeats: int = 200) -> float:
@@ -256,7 +275,7 @@ reports can put the measurement's own noise next to a predictor's error."""
 
 def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repeats: int = 100, rounds: int = ROUNDS,
                      seed: int = 0, progress: Callable[[int], None] | None = None, tolerance: float = 0.03,
-                     max_rounds: int = 3 * ROUNDS, fmt: str = "onnx-int") -> list[float]:
+                     max_rounds: int = 3 * ROUNDS, fmt: str = "onnx-int", runtime: str = "onnxruntime") -> list[float]:
     """Batch-1 latency (ms) of several networks (exported as ``fmt``), timed in interleaved passes
     with noisy timings rejected.
 
@@ -274,7 +293,7 @@ def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repe
         for i, genome in enumerate(genomes):
             path = Path(tmp) / f"net{i}.onnx"
             feeds.append({"input": _export_network(genome, path, fmt)})
-            sessions.append(_session(path, threads))
+            sessions.append(_session(path, threads) if runtime == "onnxruntime" else runtime_session(path, threads, runtime)[0])
             if progress:
                 progress(i + 1)
         passes: list[list[float]] = [[] for _ in genomes]

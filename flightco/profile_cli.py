@@ -33,7 +33,7 @@ def _write_profile(path: Path, data: dict, option: str = "--out") -> None:
 
 
 def _predict_and_measure(prof, space: Path, networks: int, seed: int, threads: int,
-                         transient: bool = False) -> tuple[list[float], list[float]]:
+                         transient: bool = False, runtime: str = "onnxruntime") -> tuple[list[float], list[float]]:
     """Predicted and measured batch-1 latency (ms) of ``networks`` random networks of ``space``."""
     from rich.progress import Progress
 
@@ -47,7 +47,7 @@ def _predict_and_measure(prof, space: Path, networks: int, seed: int, threads: i
     with Progress(console=console, transient=transient) as progress:
         task = progress.add_task(f"exporting {networks} networks, then timing them in {ROUNDS} interleaved passes",
                                  total=networks * (ROUNDS + 1))
-        true = measure_networks(genomes, threads, rounds=ROUNDS, seed=seed,
+        true = measure_networks(genomes, threads, rounds=ROUNDS, seed=seed, runtime=runtime,
                                 progress=lambda i: progress.update(task, completed=i))
     return pred, true
 
@@ -182,15 +182,27 @@ def _record(profile: Path, against: str, report: dict, **details) -> None:
 
 
 def _check_runtime(runtime: str) -> None:
+    """onnxruntime (default), or an installed CPU runtime plug-in (openvino, executorch, tvm, tvm-tuned)."""
     from flightco.errors import ProfileError
 
-    if runtime != "onnxruntime":
-        raise ProfileError(f"--runtime must be onnxruntime (the runtime measurable on this machine), got {runtime!r}")
+    if runtime == "onnxruntime":
+        return
+    from flightco.runtimes import MEASURABLE, get_runtime
+
+    if runtime not in MEASURABLE:
+        raise ProfileError(f"--runtime must be one of {', '.join(MEASURABLE)}, got {runtime!r}")
+    get_runtime(runtime)  # one line naming the pip extra when its package is missing
+
+
+def _runtime_version(runtime: str) -> str:
+    from flightco.runtimes import get_runtime
+
+    return get_runtime(runtime)[1].version()
 
 
 @app.command()
 def measure(
-    runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime to measure (onnxruntime)."),
+    runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime to measure: onnxruntime (default), openvino, executorch, tvm or tvm-tuned (pip extras; each layer is exported as onnx-int, then built into the runtime's artifact)."),
     space: Path = typer.Option(Path("search_spaces/mobilenet.yaml"), "--space", help="Search space whose layers are sampled."),
     out: Path = typer.Option(..., "--out", help="Measurement CSV to write."),
     layers: int = typer.Option(200, "--layers", min=1, help="Distinct layers to sample and time."),
@@ -221,13 +233,14 @@ def measure(
             path = out if len(thread_counts) == 1 else out.with_name(f"{out.stem}.t{t}{out.suffix}")
             with Progress(console=console) as progress:
                 task = progress.add_task(f"timing {len(sampled)} layers, {t} thread(s)", total=len(sampled))
-                rows = list(measure_layers(sampled, t, warmup=20, repeats=repeats,
+                rows = list(measure_layers(sampled, t, warmup=20, repeats=repeats, runtime=runtime,
                                           progress=lambda i, task=task: progress.update(task, completed=i)))
             ns = measure_elementwise_ns(t)
             overhead = measure_session_overhead_ms(t)
-            write_table(path, rows, {"runtime": "onnxruntime", "runtime_version": ort.__version__, "threads": t,
+            version = ort.__version__ if runtime == "onnxruntime" else _runtime_version(runtime)
+            write_table(path, rows, {"runtime": runtime, "runtime_version": version, "threads": t,
                                      "elementwise_ns_per_element": f"{ns:.4g}", "session_overhead_ms": f"{overhead:.4g}"})
-            console.print(f"wrote {path} ({len(rows)} layers, onnxruntime {ort.__version__}, {t} thread(s))")
+            console.print(f"wrote {path} ({len(rows)} layers, {runtime} {version}, {t} thread(s))")
     except FlightcoError as exc:
         _fail(exc)
 
@@ -235,7 +248,7 @@ def measure(
 @app.command()
 def validate(
     profile: Path = typer.Argument(..., help="Profile YAML to validate."),
-    runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime to measure whole networks on."),
+    runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime to measure whole networks on: onnxruntime (default), openvino, executorch, tvm or tvm-tuned."),
     space: Path = typer.Option(Path("search_spaces/mobilenet.yaml"), "--space", help="Search space to sample networks from."),
     networks: int = typer.Option(50, "--networks", min=2, help="Random networks to predict and measure."),
     threads: int = typer.Option(1, "--threads", min=1),
@@ -256,14 +269,14 @@ def validate(
 
         _check_runtime(runtime)
         prof = load_profile(profile)
-        pred, true = _predict_and_measure(prof, space, networks, seed, threads, transient=as_json)
+        pred, true = _predict_and_measure(prof, space, networks, seed, threads, transient=as_json, runtime=runtime)
         report = {"latency_ms": accuracy_report(np.array(pred), np.array(true))}
         from flightco.measure import LAST_SPREAD
 
         if LAST_SPREAD:
             report["latency_ms"]["measurement_spread_pct"] = LAST_SPREAD["median_pct"]
         if record:
-            _record(profile, f"onnxruntime whole networks of {space.name}", report, networks=networks,
+            _record(profile, f"{runtime} whole networks of {space.name}", report, networks=networks,
                     threads=threads, seed=seed)
         if as_json:
             from flightco.hw.validation import json_safe
@@ -307,7 +320,7 @@ def calibrate(
         # predict with the correction off; the file itself is only written once the fit is done
         prof = profile_from_data({**data, "network_scale": 1.0, "network_offset_ms": 0.0}, str(profile))
         overhead = prof.spec.session_overhead_ms
-        pred, true = _predict_and_measure(prof, space, networks, seed, threads)
+        pred, true = _predict_and_measure(prof, space, networks, seed, threads, runtime=runtime)
         scale, offset = fit_network_calibration(np.array(pred) - overhead, np.array(true) - overhead)
         data.update({"network_scale": scale, "network_offset_ms": offset,
                      "network_calibration": {"networks": networks, "seed": seed, "threads": threads}})

@@ -226,6 +226,62 @@ def version() -> str:
     return f"onnxruntime {ort.__version__}"
 
 
+# ---- the plug-in interface (flightco.runtimes): onnxruntime is the default runtime -----------
+
+IMPORTS = ("onnxruntime",)  # imported before the memory baseline of a measurement
+FORMATS = ("onnx-int", "qcdq", "tensorrt")
+
+
+def available() -> tuple[bool, str]:
+    from flightco.runtimes import missing_package
+
+    return missing_package("onnxruntime", "default install")
+
+
+def compile(onnx_path: Path, artifact: Path, batch: int, threads: int = 1, **_: Any) -> Path:
+    """onnxruntime reads the ONNX file itself (dynamic batch): nothing to build."""
+    return Path(onnx_path)
+
+
+class _Session:
+    def __init__(self, path: Path, threads: int) -> None:
+        self.sess = session(path, threads)
+        self.name = self.sess.get_inputs()[0].name
+
+    def run(self, _names: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.sess.run(None, {self.name: next(iter(feeds.values()))})
+
+
+def load(artifact: Path, threads: int = 1) -> _Session:
+    return _Session(Path(artifact), threads)
+
+
+def executed(artifact: Path, threads: int = 1) -> dict[str, Any]:
+    """:func:`kernel_report` in the common form: per exported compute node its precision."""
+    r = kernel_report(Path(artifact), threads)
+    floats = {n["node"] for n in r.not_integer}
+    import onnx
+
+    nodes = [{"node": n.name, "op": n.op_type, "precision": "float" if n.name in floats else "int8"}
+             for n in onnx.load(str(artifact)).graph.node if n.op_type in COMPUTE_OPS]
+    return {"convolutions": r.convolutions, "integer_convolutions": r.integer_convolutions, "nodes": nodes,
+            "kernels": asdict(r)}
+
+
+def measure_artifacts(artifacts: dict[int, Path], input_shape: list[int], threads: int = 1,
+                      seconds: float = 0.5) -> dict[str, Any]:
+    """The interface's measurement: one dynamic-batch file serves every batch size."""
+    return measure_file(next(iter(artifacts.values())), input_shape, tuple(artifacts), threads, seconds)
+
+
+def describe_precision(w_bits: int, a_bits: int, op: str = "conv") -> str:
+    """onnxruntime on ``onnx-int``: every quantized layer runs as an integer kernel (8-bit
+    kernels for sub-8-bit layers too: no sub-8-bit conv kernel), float layers in float."""
+    from flightco.space import FLOAT_BITS
+
+    return "float" if w_bits >= FLOAT_BITS or a_bits >= FLOAT_BITS else "int8"
+
+
 if __name__ == "__main__":  # the child process of measure_file
     a = json.loads(sys.argv[1])
     print(json.dumps(_measure_here(a["path"], a["shape"], a["batches"], a["threads"], a["seconds"])))

@@ -1,0 +1,126 @@
+"""More runtimes (OpenVINO, ExecuTorch/XNNPACK, TVM untuned and MetaSchedule-tuned): a trained
+model's onnx-int export, built into each runtime's own artifact, agrees with PyTorch, and each
+runtime's executed-precision rule matches what the runtime itself compiled. Runtimes whose
+package is not installed are skipped with the reason (the pip extra to install)."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+import torch
+
+from flightco.data import load_dataset
+from flightco.errors import FlightcoError
+from flightco.export import _brevitas_qcdq, export_onnx_int
+from flightco.nn.deploy import fold_for_deploy, snap_biases
+from flightco.nn.mobilenet import build_model
+from flightco.onnx_passes import bias_scales
+from flightco.runtime_export import deploy
+from flightco.runtimes import RUNTIMES, get_runtime
+from flightco.space import BlockGene, Genome, Precision
+from flightco.train import TrainConfig, predict, train_qat
+
+
+def _genome(bits: Precision) -> Genome:
+    """Stem, a residual block, a strided block (as tests/test_deploy.py): every kind of layer."""
+    blocks = (BlockGene(16, 1, 3, 1, None, bits, bits), BlockGene(16, 3, 3, 1, bits, bits, bits),
+              BlockGene(24, 3, 3, 2, bits, bits, bits))
+    return Genome(1, 28, 10, 16, 3, 2, bits, blocks, bits)
+
+
+def _exported(tmp_path_factory, bits: Precision, seed: int):
+    torch.manual_seed(seed)
+    data = load_dataset("mnist5k", limit_train=512)
+    genome = _genome(bits)
+    model = build_model(genome, collect_stats_steps=5)
+    train_qat(model, data.train, TrainConfig(epochs=1, batch_size=64, seed=0))
+    folded = fold_for_deploy(model.eval(), data.train.x[:256])
+    path = tmp_path_factory.mktemp(f"w{bits.w_bits}") / "m.onnx"
+    snap_biases(folded, bias_scales(_brevitas_qcdq(folded, data.test.x[:1], path)))
+    export_onnx_int(folded, data.test.x[:1], path)
+    x = data.test.x[:320]
+    return path, genome, x.numpy(), predict(folded, x).numpy(), data.test.y[:320].numpy()
+
+
+@pytest.fixture(scope="module")
+def w8a8(tmp_path_factory):
+    return _exported(tmp_path_factory, Precision(8, 8), 0)
+
+
+@pytest.fixture(scope="module")
+def w4a4(tmp_path_factory):
+    return _exported(tmp_path_factory, Precision(4, 4), 1)
+
+
+def _need(name: str):
+    module = importlib.import_module(RUNTIMES[name].module)
+    ok, why = module.available()
+    if not ok:
+        pytest.skip(why)
+    return module
+
+
+@pytest.mark.parametrize("runtime, integer_convs", [("openvino", 0), ("executorch", 9), ("tvm", 0)])
+def test_w8a8_export_agrees_and_precision_rule_matches_what_compiled(w8a8, runtime, integer_convs):
+    _need(runtime)
+    path, genome, x, pt, y = w8a8
+    r = deploy(path, runtime, x, pt, y, genome, measure=False, batches=(32,), write=False)
+    assert r.top1_agreement >= 0.995, r
+    assert r.rule["agrees"], r.rule  # describe_precision == the precisions read from the runtime
+    # measured here: OpenVINO keeps 8-bit convs (uint8 weights, zero point 128) in f32, XNNPACK
+    # takes every conv as qs8, TVM's Relax frontend computes every conv on float32 buffers
+    assert r.executed["convolutions"] == 9 and r.executed["integer_convolutions"] == integer_convs
+
+
+def test_openvino_runs_sub_8bit_convolutions_as_int8(w4a4):
+    _need("openvino")
+    path, genome, x, pt, y = w4a4
+    r = deploy(path, "openvino", x, pt, y, genome, measure=False, batches=(32,), write=False)
+    assert r.rule == {"expected": {"int8": 9}, "compiled": {"int8": 9}, "agrees": True}
+    kernels = {n["kernel"] for n in r.executed["nodes"] if n["op"] == "Convolution"}
+    assert all("i8" in k.lower() for k in kernels), kernels
+
+
+@pytest.mark.xfail(strict=True, reason="measured: OpenVINO 2026.4 runs the W4A4 onnx-int convs as int8 but agrees "
+                   "with PyTorch on 74% of test images (cause not found; flightco export --runtime openvino refuses it)")
+def test_openvino_w4a4_agrees_with_pytorch(w4a4):
+    _need("openvino")
+    path, genome, x, pt, y = w4a4
+    assert deploy(path, "openvino", x, pt, y, genome, measure=False, batches=(32,), write=False).top1_agreement >= 0.995
+
+
+@pytest.mark.slow  # lowers two .pte files (about 30 s each on a quiet machine, 90 s under load)
+def test_executorch_measures_in_a_fresh_process(w8a8, tmp_path):
+    _need("executorch")
+    path, genome, x, pt, y = w8a8
+    r = deploy(path, "executorch", x[:64], pt[:64], y[:64], genome, measure=True, batches=(1, 32))
+    m = r.measured
+    assert m["batch1"]["median_ms"] > 0 and m["batch32"]["median_ms"] > m["batch1"]["quietest_block_ms"]
+    assert m["file_bytes"] > 0 and m["peak_memory_kb"] >= 0
+    assert path.with_name("m.onnx.executorch.md").read_text().count("measured batch") == 2
+
+
+@pytest.mark.slow
+def test_tvm_tuned_with_a_tiny_budget_agrees_and_caches_its_database(w8a8):
+    _need("tvm")
+    path, genome, x, pt, y = w8a8
+    r = deploy(path, "tvm-tuned", x, pt, y, genome, measure=False, batches=(32,), trials=2, write=False)
+    assert r.top1_agreement >= 0.995 and r.rule["agrees"]
+    tuning = path.with_name("m.tvm-tuned.b32.so.tuning")
+    assert (tuning / "flightco_budget.json").is_file() and (tuning / "database_workload.json").is_file()
+
+
+def test_unknown_runtime_is_one_line_naming_the_choices():
+    with pytest.raises(FlightcoError, match="--runtime must be one of onnxruntime, openvino, executorch, tvm, tvm-tuned"):
+        get_runtime("tflite")
+
+
+def test_export_cli_refuses_unknown_runtime_before_reading_the_run(cli, tmp_path):
+    r = cli("export", tmp_path / "no-run", "--trial", "0", "--out", tmp_path / "m.onnx", "--runtime", "tflite")
+    assert r.returncode == 2 and "--runtime must be one of" in r.stderr and "Traceback" not in r.stderr
+    r = cli("export", tmp_path / "no-run", "--trial", "0", "--out", tmp_path / "m.onnx", "--runtime", "openvino",
+            "--format", "qcdq")
+    if importlib.util.find_spec("openvino") is not None:
+        assert r.returncode == 2 and "reads --format onnx-int" in r.stderr
