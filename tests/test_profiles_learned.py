@@ -128,7 +128,8 @@ def test_measure_fit_validate_on_onnxruntime(tmp_path, cli):
 
 def test_unknown_runtime_is_one_line_error(cli, tmp_path):
     proc = cli("profile", "measure", "--runtime", "tensorrt", "--out", tmp_path / "x.csv")
-    assert proc.returncode == 2 and "--runtime must be onnxruntime" in proc.stderr
+    assert proc.returncode == 2 and "--runtime must be one of onnxruntime, openvino" in proc.stderr
+    assert "tensorrt" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_network_calibration_recovers_scale_and_offset():
