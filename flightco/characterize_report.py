@@ -92,7 +92,9 @@ def write_outputs(table: pd.DataFrame, out: Path, *, target: Any, space_name: st
             continue
         agg = s.groupby("dimension").agg(slope=("slope_vs_work", "median"), cost=("cost_ratio_max_min", "median"),
                                          work=("work_ratio_max_min", "median")).reset_index()
-        flat = agg[agg["slope"] < 0.5].sort_values("slope")
+        # flat = a low fitted slope AND a cost range that stays below the square root of the work
+        # range: a non-monotonic sweep can fit a low slope while its cost still spans as much as work
+        flat = agg[(agg["slope"] < 0.5) & (agg["cost"] <= agg["work"] ** 0.5)].sort_values("slope")
         steep = agg[agg["slope"] > 1.2].sort_values("slope", ascending=False)
         for _, r in flat.iterrows():
             n += 1
