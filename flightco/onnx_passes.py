@@ -22,6 +22,8 @@ trained.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -166,6 +168,20 @@ def remove_unused_constants(model: onnx.ModelProto) -> None:
 # Integer deployment (``--format onnx-int``) and TensorRT's explicit quantization (``tensorrt``)
 
 
+def _insert_before(graph: onnx.GraphProto, before: dict[int, onnx.NodeProto], dropped: Collection[int] = ()) -> None:
+    """Rewrite the node list in order: ``before[i]`` goes just ahead of node ``i`` (graph order
+    stays topological), and the nodes at the ``dropped`` positions are left out."""
+    nodes = []
+    for i, n in enumerate(graph.node):
+        if i in dropped:
+            continue
+        if i in before:
+            nodes.append(before[i])
+        nodes.append(n)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
 def _new_name(graph: onnx.GraphProto, base: str) -> str:
     taken = {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output}
     name, k = base, 0
@@ -255,13 +271,7 @@ def quantize_bias_int32(model: onnx.ModelProto) -> int:
         attrs = {"axis": 0} if scale.size > 1 else {}
         inserted[index] = helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [out], name=out, **attrs)
         node.input[2] = out
-    nodes = []
-    for index, n in enumerate(graph.node):
-        if index in inserted:
-            nodes.append(inserted[index])
-        nodes.append(n)
-    del graph.node[:]
-    graph.node.extend(nodes)
+    _insert_before(graph, inserted)
     remove_unused_constants(model)
     return len(inserted)
 
@@ -345,15 +355,7 @@ def clip_before_quantize(model: onnx.ModelProto) -> int:
         for u in users:
             u.input[0] = q.output[0]
         dropped.add(ci)
-    nodes = []
-    for i, n in enumerate(graph.node):
-        if i in dropped:
-            continue
-        if i in before:
-            nodes.append(before[i])
-        nodes.append(n)
-    del graph.node[:]
-    graph.node.extend(nodes)
+    _insert_before(graph, before, dropped)
     remove_unused_constants(model)
     return len(dropped)
 

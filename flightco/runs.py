@@ -91,14 +91,21 @@ def retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
         return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
 
 
-def redact(url: str) -> str:
-    """Hide a password in a storage URL before printing it."""
+def _with_password_replaced(url: str, replacement: str | None) -> str:
+    """``url`` with the password of ``scheme://user:password@host`` replaced by ``replacement``
+    (``None``: removed with its colon); a URL without a password comes back unchanged."""
     if "://" in url and "@" in url:
         scheme, rest = url.split("://", 1)
         cred, host = rest.rsplit("@", 1)
         if ":" in cred:
-            return f"{scheme}://{cred.split(':', 1)[0]}:***@{host}"
+            user = cred.split(":", 1)[0]
+            return f"{scheme}://{user}{'' if replacement is None else ':' + replacement}@{host}"
     return url
+
+
+def redact(url: str) -> str:
+    """Hide a password in a storage URL before printing it."""
+    return _with_password_replaced(url, "***")
 
 
 PASSWORD_ENV = "FLIGHTCO_STORAGE_PASSWORD"
@@ -108,12 +115,7 @@ def strip_password(url: str) -> str:
     """The storage URL without its password: what flightco writes to disk (``run.json``, the
     stored recipe) and prints. Workers get the password from the URL they are given or from
     ``$FLIGHTCO_STORAGE_PASSWORD`` (PostgreSQL's client also reads ``$PGPASSWORD`` / ``~/.pgpass``)."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        cred, host = rest.rsplit("@", 1)
-        if ":" in cred:
-            return f"{scheme}://{cred.split(':', 1)[0]}@{host}"
-    return url
+    return _with_password_replaced(url, None)
 
 
 def with_password(url: str) -> str:
