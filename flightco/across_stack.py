@@ -5,7 +5,8 @@ at three precisions — the searched mixed precision, uniform W8A8 and float —
 (proxy) weights into the model of that precision (activation quantizers recalibrated on training
 images, BatchNorm left as trained) and scoring the test split; then it is costed on every target
 of the stack: onnxruntime at each thread count and export format (untrained files of the same
-graph: latency does not depend on weight values), and every hardware profile of the run (plus any
+graph: latency does not depend on weight values), any other runtime plug-in asked for (OpenVINO,
+ExecuTorch, TVM untuned or tuned) at each thread count, and every hardware profile of the run (plus any
 extra ones). Kendall's tau between the candidates' model size, MACs, accuracy and latency is
 computed per target, and between the latency rankings of every pair of targets; candidates whose
 latency rank moves between targets are listed.
@@ -24,7 +25,7 @@ from flightco.atomic import atomic_path, write_text
 from flightco.cost_shape import kendall
 from flightco.errors import RunError
 from flightco.space import FLOAT_BITS, Genome
-from flightco.stack_targets import BUILT_FORMAT, Knobs, OnnxRuntimeTarget, ProfileTarget
+from flightco.stack_targets import BUILT_FORMAT, Knobs, OnnxRuntimeTarget, ProfileTarget, make_target
 
 PRECISIONS = ("searched", "W8A8", "float")
 
@@ -94,9 +95,11 @@ def variant_accuracy(genome: Genome, weights: Path, dataset: Any, precision: str
 
 
 def run_study(run_dir: Path, *, others: int = 4, threads: tuple[int, ...] = (1, 2), formats: tuple[str, ...] = (BUILT_FORMAT, "qcdq"),
-              extra_profiles: tuple[Path, ...] = (), images: int = 1000, seed: int = 0, repeats: int = 30,
-              progress: Any = None) -> pd.DataFrame:
-    """The across-stack table: one row per (candidate, precision, target)."""
+              extra_profiles: tuple[Path, ...] = (), runtimes: tuple[str, ...] = (), images: int = 1000, seed: int = 0,
+              repeats: int = 30, progress: Any = None) -> pd.DataFrame:
+    """The across-stack table: one row per (candidate, precision, target). ``runtimes`` adds runtime
+    plug-ins besides onnxruntime (``openvino``, ``executorch``, ``tvm``, ``tvm-tuned``), each timed
+    on the deploy-form ONNX file at every thread count in ``threads``."""
     from flightco.metrics import genome_metrics
     from flightco.recipe import recipe_from_stored
     from flightco.runs import load_study, stored_recipe
@@ -112,6 +115,9 @@ def run_study(run_dir: Path, *, others: int = 4, threads: tuple[int, ...] = (1, 
     names = {p.name for p in profiles}
     profiles += [t for t in (ProfileTarget(Path(p)) for p in extra_profiles) if t.name not in names]
     ort = OnnxRuntimeTarget(repeats=repeats)
+    if "onnxruntime" in runtimes:
+        raise RunError("--runtime onnxruntime: onnxruntime is always measured (set its settings with --threads/--formats)")
+    others_rt = [make_target(runtime=r, threads=threads) for r in runtimes]  # refused before any work
     configs = [Knobs(threads=t, format=f) for f in formats for t in threads]
     rows: list[dict[str, Any]] = []
     steps = len(cands) * len(PRECISIONS)
@@ -132,6 +138,11 @@ def run_study(run_dir: Path, *, others: int = 4, threads: tuple[int, ...] = (1, 
             for k, r in zip(knobs, measured):
                 rows.append({**common, "target": f"onnxruntime/{k.format}/t{k.threads}", "kind": "runtime",
                              "latency_ms": r["latency_ms"], "spread": r["spread"], "memory_kb": r.get("memory_kb")})
+            for rt in others_rt:
+                knobs = [Knobs(threads=t) for t in threads]
+                for k, r in zip(knobs, rt.measure([(g, k) for k in knobs], [True] * len(knobs))):
+                    rows.append({**common, "target": f"{rt.name}/t{k.threads}", "kind": "runtime",
+                                 "latency_ms": r["latency_ms"], "spread": r["spread"], "memory_kb": r.get("memory_kb")})
             done += 1
             if progress:
                 progress(done, steps)

@@ -17,12 +17,13 @@ def across_stack(
     threads: str = typer.Option("1,2", "--threads", help="onnxruntime thread counts."),
     formats: str = typer.Option("onnx-int-built,qcdq", "--formats", help="Export formats; qcdq (flightco export, seconds each) at the searched precision only."),
     profile: Optional[list[Path]] = typer.Option(None, "--profile", help="Extra hardware profile(s) besides the run's own (repeatable)."),
+    runtime: Optional[list[str]] = typer.Option(None, "--runtime", help="Another runtime besides onnxruntime, timed at each --threads (repeatable): openvino, executorch, tvm, tvm-tuned (optional extras)."),
     images: int = typer.Option(1000, "--images", min=10, help="Test images scored per candidate and precision."),
     repeats: int = typer.Option(30, "--repeats", min=3, help="Timed runs per pass."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample of other trials."),
 ) -> None:
     """Evaluate the front (and a sample of other trained trials) at searched / W8A8 / float precision
-    on onnxruntime (threads x formats) and every profile; Kendall tau between size, MACs, accuracy and
+    on onnxruntime (threads x formats), any --runtime and every profile; Kendall tau between size, MACs, accuracy and
     latency per target and between targets' latency rankings; rank flips; heatmaps.
 
     Example: flightco across-stack outputs/mobilenet_energy --out outputs/stack --profile hw_profiles/eyeriss.yaml
@@ -42,7 +43,7 @@ def across_stack(
             task = bar.add_task("candidates x precisions", total=None)
             table = run_study(run, others=others, threads=tuple(_ints(threads, "--threads")),
                               formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
-                              extra_profiles=tuple(profile or ()), images=images, seed=seed, repeats=repeats,
+                              extra_profiles=tuple(profile or ()), runtimes=tuple(runtime or ()), images=images, seed=seed, repeats=repeats,
                               progress=lambda d, t: bar.update(task, completed=d, total=t))
         head = write_outputs(table, out)
         a, b = head["rank_tau_min_pair"]

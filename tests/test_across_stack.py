@@ -54,3 +54,23 @@ def test_across_stack_on_a_tiny_run(cli, write_recipe, tmp_path):
     assert (out / "tau_heatmap.png").stat().st_size > 1000 and (out / "rank_flips.csv").is_file()
     bad = cli("across-stack", tmp_path / "nope", "--out", out)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    for runtime, says in (("nope", "unknown runtime 'nope'"), ("onnxruntime", "always measured")):
+        bad = cli("across-stack", run, "--out", tmp_path / "stack2", "--runtime", runtime)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and says in bad.stderr, bad.stderr
+
+
+@pytest.mark.slow
+def test_across_stack_with_another_runtime(cli, write_recipe, tmp_path):
+    pytest.importorskip("openvino", reason="OpenVINO is an optional extra (pip install -e '.[openvino]')")
+    run = tmp_path / "run"
+    recipe = write_recipe(tiny_recipe(search={"trials": 2, "population_size": 2, "seed": 0},
+                                      training={"proxy": {"epochs": 0.25, "batch_size": 64}, "finalists": 0}))
+    assert cli("optimize", recipe, "--out", run, "--finalists", "0").returncode == 0
+    out = tmp_path / "stack"
+    r = cli("across-stack", run, "--out", out, "--others", "1", "--threads", "1", "--formats", "onnx-int-built",
+            "--runtime", "openvino", "--images", "50", "--repeats", "5")
+    assert r.returncode == 0, r.stderr
+    t = pd.read_csv(out / "across_stack.csv")
+    ov = t[t["target"] == "openvino/t1"]
+    assert len(ov) == len(t[t["target"] == "onnxruntime/onnx-int-built/t1"]) > 0
+    assert (ov["latency_ms"] > 0).all() and set(ov["precision"]) == {"searched", "W8A8", "float"}
