@@ -62,43 +62,31 @@ def run_search(folder: Path, name: str, profile: str, strategy: str, args: argpa
 
 
 def load_run(run: Path) -> dict:
-    """Trained trials (completion seconds from the first trial's start, values, genome), the
-    reference point and the search's wall time: the supernet's training is inside its first trial,
-    so it counts."""
+    """Trained trials with their completion seconds from the first trial's start (the supernet's
+    training is inside its first trial, so it counts), the reference point and the wall time."""
     from optuna.trial import TrialState
 
     from flightco.runs import load_study
 
     _, study = load_study(run)
     start = min(t.datetime_start for t in study.trials if t.datetime_start)
-    trials = [{"at": (t.datetime_complete - start).total_seconds(), "values": list(t.values),
-               "genome": t.user_attrs["genome"], "number": t.number}
-              for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "proxy" in t.user_attrs]
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "proxy" in t.user_attrs]
     wall = max((t.datetime_complete - start).total_seconds() for t in study.trials if t.datetime_complete)
-    return {"trials": trials, "reference": study.user_attrs["hypervolume_reference"], "wall": wall,
-            "directions": [d.name.lower() for d in study.directions], "count": len(study.trials)}
+    return {"trials": trials, "at": {t.number: (t.datetime_complete - start).total_seconds() for t in trials},
+            "objectives": study.user_attrs["objectives"], "directions": study.directions,
+            "reference": study.user_attrs["hypervolume_reference"], "wall": wall, "count": len(study.trials)}
 
 
-def front_at(run: dict, at: float) -> list[dict]:
+def front_at(run: dict, at: float) -> list:
     """The Pareto front (search accuracy, energy) of the trials finished by ``at`` seconds."""
-    import numpy as np
-    from optuna.study._multi_objective import _is_pareto_front
+    from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 
-    done = [t for t in run["trials"] if t["at"] <= at]
-    if not done:
-        return []
-    loss = np.array([[-t["values"][0], t["values"][1]] for t in done])
-    return [t for t, keep in zip(done, _is_pareto_front(loss, assume_unique_lexsorted=False)) if keep]
+    done = [t for t in run["trials"] if run["at"][t.number] <= at]
+    return _get_pareto_front_trials_by_trials(done, run["directions"]) if done else []
 
 
-def finalists(front: list[dict]) -> list[dict]:
-    """As ``optimize`` picks them: the most accurate front member and the cheapest within 10 points."""
-    if not front:
-        return []
-    best = max(front, key=lambda t: t["values"][0])
-    near = sorted((t for t in front if t is not best and t["values"][0] >= best["values"][0] - 0.1),
-                  key=lambda t: t["values"][1])
-    return [best] + near[:1]
+def member(t) -> dict:
+    return {"number": t.number, "values": list(t.values), "genome": t.user_attrs["genome"]}
 
 
 def main() -> None:
@@ -124,6 +112,7 @@ def main() -> None:
     from flightco.data import load_dataset
     from flightco.hypervolume import hypervolume
     from flightco.nn.mobilenet import build_model
+    from flightco.search import pick_finalists
     from flightco.space import Genome
     from flightco.train import TrainConfig, evaluate, train_qat
 
@@ -149,7 +138,8 @@ def main() -> None:
         return cache[key]
 
     def scored(run: dict, at: float) -> tuple[float, list[dict]]:
-        members = [{**m, "test_accuracy": test_accuracy(m["genome"])} for m in finalists(front_at(run, at))]
+        chosen = pick_finalists(front_at(run, at), run["objectives"], run["directions"], k=2)  # as optimize picks them
+        members = [{**member(t), "test_accuracy": test_accuracy(t.user_attrs["genome"])} for t in chosen]
         ref = run["reference"]
         hv = hypervolume([[m["test_accuracy"], m["values"][1]] for m in members], ["maximize", "minimize"],
                          [ref["accuracy"], ref["energy_mj"]])
@@ -196,7 +186,7 @@ def main() -> None:
         report["targets"][target] = {
             "goal_hypervolume": goal, "reached_s": reached, "fraction": fraction,
             "runs": {k: {"wall_s": v["wall"], "trials": v["count"], "trained": len(v["trials"]), "reference": v["reference"],
-                         "front": front_at(v, v["wall"])} for k, v in runs.items()},
+                         "front": [member(t) for t in front_at(v, v["wall"])]} for k, v in runs.items()},
             "curves": {"per_trial": [(a, h, m) for a, h, m in pt_curve], "supernet": [(a, h, m) for a, h, m in sn_curve]},
         }
     report["finalist_training_s"] = final_seconds[0]

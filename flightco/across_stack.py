@@ -118,6 +118,7 @@ def run_study(run_dir: Path, *, others: int = 4, threads: tuple[int, ...] = (1, 
     if "onnxruntime" in runtimes:
         raise RunError("--runtime onnxruntime: onnxruntime is always measured (set its settings with --threads/--formats)")
     others_rt = [make_target(runtime=r, threads=threads) for r in runtimes]  # refused before any work
+    rt_knobs = [Knobs(threads=t) for t in threads]
     configs = [Knobs(threads=t, format=f) for f in formats for t in threads]
     rows: list[dict[str, Any]] = []
     steps = len(cands) * len(PRECISIONS)
@@ -139,8 +140,7 @@ def run_study(run_dir: Path, *, others: int = 4, threads: tuple[int, ...] = (1, 
                 rows.append({**common, "target": f"onnxruntime/{k.format}/t{k.threads}", "kind": "runtime",
                              "latency_ms": r["latency_ms"], "spread": r["spread"], "memory_kb": r.get("memory_kb")})
             for rt in others_rt:
-                knobs = [Knobs(threads=t) for t in threads]
-                for k, r in zip(knobs, rt.measure([(g, k) for k in knobs], [True] * len(knobs))):
+                for k, r in zip(rt_knobs, rt.measure([(g, k) for k in rt_knobs], [True] * len(rt_knobs))):
                     rows.append({**common, "target": f"{rt.name}/t{k.threads}", "kind": "runtime",
                                  "latency_ms": r["latency_ms"], "spread": r["spread"], "memory_kb": r.get("memory_kb")})
             done += 1

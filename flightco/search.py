@@ -377,16 +377,20 @@ def _find_trained_twin(study: optuna.Study, genome: Genome) -> FrozenTrial | Non
 
 
 def choose_finalists(study: optuna.Study, k: int, window: float = 0.1) -> list[FrozenTrial]:
+    """The finalists of the study's front (see :func:`pick_finalists`)."""
+    return pick_finalists(proxy_front(study), study.user_attrs.get("objectives", []), study.directions, k, window)
+
+
+def pick_finalists(front: Sequence[FrozenTrial], objectives: Sequence[str], directions: Sequence[Any], k: int,
+                   window: float = 0.1) -> list[FrozenTrial]:
     """The front's most accurate trial, then the cheapest front trials whose proxy accuracy is
     within ``window`` of it (the knee of the front), up to ``k``.
 
     Proxy accuracies are rough, so finalists are picked from the accurate end of the front
     rather than spread evenly: the cheapest extreme of a front is rarely worth full training.
     """
-    front = proxy_front(study)
     if not front or k <= 0:
         return []
-    objectives = study.user_attrs.get("objectives", [])
     acc_i = objectives.index("accuracy") if "accuracy" in objectives else None
     if acc_i is None:
         return sorted(front, key=lambda t: t.number)[:k]
@@ -395,7 +399,7 @@ def choose_finalists(study: optuna.Study, k: int, window: float = 0.1) -> list[F
     chosen = [best]
     near = [t for t in front if t is not best and t.values[acc_i] >= best.values[acc_i] - window]
     if cost_i is not None:
-        near.sort(key=lambda t: t.values[cost_i] * (1 if study.directions[cost_i].name == "MINIMIZE" else -1))
+        near.sort(key=lambda t: t.values[cost_i] * (1 if directions[cost_i].name == "MINIMIZE" else -1))
     chosen += near[: k - 1]
     return chosen
 
