@@ -17,11 +17,17 @@ The last line is ``kendall_tau_inherited=<tau at the default recalibration size>
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.stats import kendalltau
+
+from flightco.nn.supernet import SupernetConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def bootstrap_tau(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -40,18 +46,26 @@ def main() -> None:
     ap.add_argument("--limit-train", type=int, default=5000)
     ap.add_argument("--genomes", type=int, default=15)
     ap.add_argument("--supernet-epochs", type=float, default=6)
+    ap.add_argument("--supernet-batch", type=int, default=64)
+    ap.add_argument("--random-subnets", type=int, default=SupernetConfig.random_subnets)
+    ap.add_argument("--bit-warmup", type=float, default=SupernetConfig.bit_warmup,
+                    help="share of the supernet's steps before its children use the lowest bit-widths")
     ap.add_argument("--proxy-epochs", type=float, default=1)
     ap.add_argument("--final-epochs", type=float, default=5)
     ap.add_argument("--calib", default="64,256,1024", help="recalibration sizes to compare (the middle one is the default)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "supernet_ranking")
+    ap.add_argument("--reuse-standalone", action="store_true",
+                    help="take the proxy and stand-alone accuracies from an earlier run with the same data, genomes and "
+                         "budgets (its standalone.json) and only train and score the supernet")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     from flightco.data import load_dataset
     from flightco.measure import sample_genomes
     from flightco.nn.mobilenet import build_model
-    from flightco.nn.supernet import Supernet, SupernetConfig, extract, train_supernet
+    from flightco.nn.supernet import Supernet, extract, train_supernet
     from flightco.space import SearchSpace
     from flightco.train import TrainConfig, evaluate, train_qat
 
@@ -61,35 +75,48 @@ def main() -> None:
     print(f"{args.dataset}: {len(ds.train)} train / {len(ds.val)} val / {len(ds.test)} test images")
     genomes = sample_genomes(space, args.genomes, seed=args.seed, in_channels=ds.in_channels,
                              resolution=ds.resolution, num_classes=ds.num_classes)
+    truth_key = {"dataset": args.dataset, "limit_train": args.limit_train, "genomes": [g.bits_summary() for g in genomes],
+                 "proxy_epochs": args.proxy_epochs, "final_epochs": args.final_epochs, "seed": args.seed}
+    cache = args.out / "standalone.json"
+    cached = json.loads(cache.read_text()) if args.reuse_standalone and cache.is_file() else None
+    if args.reuse_standalone and (cached is None or cached.get("key") != truth_key):
+        raise SystemExit(f"--reuse-standalone: {cache} is missing or was measured with other data, genomes or budgets")
 
+    cfg = SupernetConfig(epochs=args.supernet_epochs, batch_size=args.supernet_batch,
+                         random_subnets=args.random_subnets, bit_warmup=args.bit_warmup, seed=args.seed)
     t = time.perf_counter()
     net = Supernet(space, ds.in_channels, ds.resolution, ds.num_classes)
-    info = train_supernet(net, ds.train.x, ds.train.y, SupernetConfig(epochs=args.supernet_epochs, seed=args.seed))
-    print(f"supernet: {info['steps']} steps in {time.perf_counter() - t:.0f} s")
+    info = train_supernet(net, ds.train.x, ds.train.y, cfg)
+    print(f"supernet ({cfg}): {info['steps']} steps in {time.perf_counter() - t:.0f} s")
 
     sizes = [int(c) for c in args.calib.split(",")]
     g = torch.Generator().manual_seed(args.seed)
     order = torch.randperm(len(ds.train), generator=g)
     inherited = {c: [] for c in sizes}
-    proxy, standalone = [], []
+    proxy, standalone = (cached["proxy"], cached["standalone"]) if cached else ([], [])
     for i, genome in enumerate(genomes):
         for c in sizes:
             inherited[c].append(evaluate(extract(net, genome, ds.train.x[order[:c]]), ds.val))
-        torch.manual_seed(i)
-        m = build_model(genome)
-        train_qat(m, ds.train, TrainConfig(epochs=args.proxy_epochs, batch_size=128, lr=5e-3, seed=i), val=ds.val)
-        proxy.append(evaluate(m, ds.val))
-        torch.manual_seed(i)
-        m = build_model(genome)
-        train_qat(m, ds.train, TrainConfig(epochs=args.final_epochs, batch_size=64, lr=3e-3, seed=i))
-        standalone.append(evaluate(m, ds.test))
-        print(f"genome {i:2d} {genome.bits_summary():28s} stand-alone test {standalone[-1]:.3f}  proxy {proxy[-1]:.3f}  "
+        if not cached:
+            torch.manual_seed(i)
+            m = build_model(genome)
+            train_qat(m, ds.train, TrainConfig(epochs=args.proxy_epochs, batch_size=128, lr=5e-3, seed=i), val=ds.val)
+            proxy.append(evaluate(m, ds.val))
+            torch.manual_seed(i)
+            m = build_model(genome)
+            train_qat(m, ds.train, TrainConfig(epochs=args.final_epochs, batch_size=64, lr=3e-3, seed=i))
+            standalone.append(evaluate(m, ds.test))
+        print(f"genome {i:2d} {genome.bits_summary():28s} stand-alone test {standalone[i]:.3f}  proxy {proxy[i]:.3f}  "
               + "  ".join(f"inherited@{c} {inherited[c][-1]:.3f}" for c in sizes), flush=True)
+    if not cached:
+        args.out.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"key": truth_key, "proxy": proxy, "standalone": standalone}, indent=1))
 
     truth = np.array(standalone)
     rows = [("proxy (%g epoch from scratch)" % args.proxy_epochs, np.array(proxy))]
     rows += [(f"supernet, inherited, recalibrated on {c}", np.array(inherited[c])) for c in sizes]
-    print(f"\nKendall tau against stand-alone test accuracy ({len(truth)} genomes; bootstrap 95 % CI):")
+    print(f"\nKendall tau against stand-alone test accuracy ({len(truth)} genomes, spanning "
+          f"{truth.min():.3f}-{truth.max():.3f}; bootstrap 95 % CI):")
     taus = {}
     for name, values in rows:
         tau = float(kendalltau(truth, values).statistic)

@@ -188,14 +188,22 @@ def _export(model, x, path: Path, fmt: str = "onnx-int") -> None:
 
 def measure_layers(layers: list[LayerWorkload], threads: int, warmup: int = 10, repeats: int = 50,
                    progress: Callable[[int], None] | None = None, fmt: str = "onnx-int",
-                   runtime: str = "onnxruntime") -> Iterator[MeasuredLayer]:
+                   runtime: str = "onnxruntime", rounds: int = ROUNDS, tolerance: float = 0.03,
+                   max_rounds: int = 3 * ROUNDS, seed: int = 0) -> Iterator[MeasuredLayer]:
     """Build, export (as ``fmt``: by default the integer form ``flightco export`` writes, so
     quantized layers are timed as the QLinearConv kernels onnxruntime runs; sub-8-bit layers
     run on the same 8-bit kernels) and time each kernel at batch 1; yields one measurement per
-    layer, noting the kernel onnxruntime really executed."""
+    layer, noting the kernel onnxruntime really executed and the timing's own spread.
+
+    Every layer is exported first, then all are timed together in interleaved passes
+    (:func:`interleaved_timing`, the rule whole networks use): timed one after another, a slow
+    spell of a shared machine lands on a run of consecutive layers and skews the table; spread
+    over passes in random order, it touches every layer a little, and a layer whose two quietest
+    passes disagree is timed again."""
     import torch
 
     with tempfile.TemporaryDirectory() as tmp:
+        sessions, feeds, kernels = [], [], []
         for i, layer in enumerate(layers):
             torch.manual_seed(i)
             model = _layer_module(layer, fmt)
@@ -207,13 +215,20 @@ def measure_layers(layers: list[LayerWorkload], threads: int, warmup: int = 10, 
             optimized = Path(tmp) / f"layer{i}.opt.onnx"
             if runtime != "onnxruntime":  # another runtime's artifact of the same exported layer
                 sess, kernel = runtime_session(path, threads, runtime)
-                ms = time_session(sess, {"input": x.numpy()}, warmup, repeats)
             else:
-                ms = time_session(_session(path, threads, optimized), {"input": x.numpy()}, warmup, repeats)
+                sess = _session(path, threads, optimized)
                 kernel = executed_kernel(optimized)
+            sessions.append(sess)
+            feeds.append({"input": x.numpy()})
+            kernels.append(kernel)
             if progress:
                 progress(i + 1)
-            yield MeasuredLayer(layer, {"latency_ms": ms}, {"executed_kernel": kernel})
+        best, gaps = interleaved_timing(sessions, feeds, warmup, repeats, rounds, tolerance, max_rounds, seed)
+        for layer, ms, gap, kernel in zip(layers, best, gaps, kernels):
+            notes = {"executed_kernel": kernel}
+            if np.isfinite(gap):
+                notes["timing_spread_pct"] = f"{100 * gap:.2f}"
+            yield MeasuredLayer(layer, {"latency_ms": ms}, notes)
 
 
 def measure_elementwise_ns(threads: int, elements: int = 64 * 14 * 14, warmup: int = 10, repeats: int = 200) -> float:
@@ -276,18 +291,11 @@ reports can put the measurement's own noise next to a predictor's error."""
 def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repeats: int = 100, rounds: int = ROUNDS,
                      seed: int = 0, progress: Callable[[int], None] | None = None, tolerance: float = 0.03,
                      max_rounds: int = 3 * ROUNDS, fmt: str = "onnx-int", runtime: str = "onnxruntime") -> list[float]:
-    """Batch-1 latency (ms) of several networks (exported as ``fmt``), timed in interleaved passes
-    with noisy timings rejected.
-
-    Each pass visits every network in a new random order and each network keeps its quietest
-    pass. A slow spell of the machine then touches every network a little instead of a few
-    networks a lot, so that networks measured together (a calibration set and a validation
-    set, say) are compared under the same conditions. After ``rounds`` passes, a network whose
-    two quietest passes still differ by more than ``tolerance`` was never timed on a quiet
-    machine: it gets further passes (up to ``max_rounds`` in all) until two agree. The spread
-    left (second-quietest over quietest pass) is stored in ``LAST_SPREAD``.
+    """Batch-1 latency (ms) of several networks (exported as ``fmt``), timed together in
+    interleaved passes with noisy timings rejected (:func:`interleaved_timing`), so that networks
+    measured together (a calibration set and a validation set, say) are compared under the same
+    conditions. The spread left (second-quietest over quietest pass) is stored in ``LAST_SPREAD``.
     """
-    rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
         sessions, feeds = [], []
         for i, genome in enumerate(genomes):
@@ -296,29 +304,47 @@ def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repe
             sessions.append(_session(path, threads) if runtime == "onnxruntime" else runtime_session(path, threads, runtime)[0])
             if progress:
                 progress(i + 1)
-        passes: list[list[float]] = [[] for _ in genomes]
-
-        def gap(i: int) -> float:
-            b = sorted(passes[i])
-            return (b[1] - b[0]) / b[0] if len(b) > 1 else float("inf")
-
-        todo = list(range(len(genomes)))
-        r = 0
-        while todo and r < max(rounds, max_rounds):
-            for i in rng.permutation(todo):
-                passes[i].append(time_session(sessions[i], feeds[i], warmup, repeats))
-            r += 1
-            if progress:
-                progress(len(genomes) * (min(r, rounds) + 1))
-            if r >= rounds:
-                todo = [i for i in todo if gap(i) > tolerance]
-    gaps = [gap(i) for i in range(len(genomes))]
+        best, gaps = interleaved_timing(
+            sessions, feeds, warmup, repeats, rounds, tolerance, max_rounds, seed,
+            after_pass=(lambda r: progress(len(genomes) * (min(r, rounds) + 1))) if progress else None)
     finite = [g for g in gaps if np.isfinite(g)]
     LAST_SPREAD.clear()
     if finite:
         LAST_SPREAD.update({"median_pct": float(np.median(finite) * 100), "max_pct": float(max(finite) * 100),
                             "unsettled": float(sum(g > tolerance for g in finite))})
-    return [min(p) for p in passes]
+    return best
+
+
+def interleaved_timing(sessions: list, feeds: list[dict[str, np.ndarray]], warmup: int, repeats: int,
+                       rounds: int = ROUNDS, tolerance: float = 0.03, max_rounds: int = 3 * ROUNDS, seed: int = 0,
+                       after_pass: Callable[[int], None] | None = None) -> tuple[list[float], list[float]]:
+    """``(ms, gap)`` per session: its quietest of several interleaved timing passes, and the
+    relative gap between its two quietest passes (``inf`` with one pass).
+
+    Each pass times every session (:func:`time_session`) in a new random order, so a slow spell
+    of the machine touches every session a little instead of a few sessions a lot, and sessions
+    timed together (calibration and validation sets, a layer table) see the same conditions.
+    After ``rounds`` passes, a session whose two quietest passes still differ by more than
+    ``tolerance`` was never timed on a quiet machine: it gets further passes (up to
+    ``max_rounds`` in all) until two agree."""
+    rng = np.random.default_rng(seed)
+    passes: list[list[float]] = [[] for _ in sessions]
+
+    def gap(i: int) -> float:
+        b = sorted(passes[i])
+        return (b[1] - b[0]) / b[0] if len(b) > 1 else float("inf")
+
+    todo = list(range(len(sessions)))
+    r = 0
+    while todo and r < max(rounds, max_rounds):
+        for i in rng.permutation(todo):
+            passes[i].append(time_session(sessions[i], feeds[i], warmup, repeats))
+        r += 1
+        if after_pass:
+            after_pass(r)
+        if r >= rounds:
+            todo = [i for i in todo if gap(i) > tolerance]
+    return [min(p) for p in passes], [gap(i) for i in range(len(sessions))]
 
 
 # ---- whole networks from ONNX files: latency and peak memory (network tables) ---------------

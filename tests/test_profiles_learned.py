@@ -118,6 +118,12 @@ def test_measure_fit_validate_on_onnxruntime(tmp_path, cli):
     assert len(rows) == 12 and all(r.values["latency_ms"] > 0 for r in rows)
     header = table.read_text().splitlines()[0]
     assert "runtime_version" in header and "threads" in header
+    # layers are timed in interleaved passes, each row with its own run-to-run spread
+    assert "timing_spread_pct" in header
+    import csv
+
+    spreads = [float(r["timing_spread_pct"]) for r in csv.DictReader(open(table))]
+    assert len(spreads) == 12 and all(s >= 0 for s in spreads)
     prof = tmp_path / "ort.yaml"
     assert cli("profile", "fit", table, "--out", prof).returncode == 0
     proc = cli("profile", "validate", prof, "--runtime", "onnxruntime", "--space", SPACE, "--networks", 2, "--json")

@@ -70,3 +70,20 @@ def test_supernet_search_inherits_accuracies_and_is_reused_by_another_target(cli
     proc = cli("optimize", write_recipe(second, "b.yaml"), "--out", tmp_path / "runs" / "eyeriss")
     assert proc.returncode == 0, proc.stderr
     assert "reusing the supernet" in proc.stdout and "training the supernet" not in proc.stdout
+
+
+def test_bit_warmup_starts_children_at_the_top_bit_widths():
+    from flightco.nn.supernet import allowed_bits
+
+    assert allowed_bits([2, 3, 4, 5, 6, 8], 0.0) == [8]
+    assert allowed_bits([2, 3, 4, 5, 6, 8], 0.5) == [8, 6, 5]
+    assert allowed_bits([4, 6, 8, 32], 1.0) == [32, 8, 6, 4]
+    net = Supernet(SearchSpace.load(SPACE), 1, 28, 10)
+    early = net.extreme_genome(False, bits_share=0.0)  # smallest architecture, but at the top bits
+    late = net.extreme_genome(False)
+    assert [b.out_channels for b in early.blocks] == [b.out_channels for b in late.blocks]
+    top = max(SearchSpace.load(SPACE).precision.w_bits)
+    assert all(p.w_bits == top and p.a_bits == top for b in early.blocks for p in (b.dw, b.project))
+    assert min(p.w_bits for b in late.blocks for p in (b.dw, b.project)) == min(SearchSpace.load(SPACE).precision.w_bits)
+    g = torch.Generator().manual_seed(0)
+    assert all(p.w_bits == top for _ in range(5) for b in net.random_genome(g, 0.0).blocks for p in (b.dw, b.project))

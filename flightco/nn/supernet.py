@@ -139,6 +139,9 @@ class SupernetConfig:
     random_subnets: int = 2
     distill_temperature: float = 1.0
     sort_every_steps: int = 200
+    bit_warmup: float = 0.0
+    """Share of the steps over which the children's lowest bit-width descends from the space's top
+    choice to its bottom one (0: every bit-width from the first step)."""
     seed: int = 0
 
 
@@ -194,23 +197,40 @@ class Supernet(nn.Module):
                 block.sort_hidden_channels()
 
     # ---- the sandwich rule's subnets ----------------------------------------------------------
-    def extreme_genome(self, largest: bool) -> Genome:
+    def extreme_genome(self, largest: bool, bits_share: float = 1.0) -> Genome:
+        """The largest (or smallest) architecture at the highest (or lowest) bit-widths among the
+        top ``bits_share`` of each bit-width list."""
         pick = max if largest else min
 
         class Extreme:
             def suggest_categorical(self, name: str, choices: Any) -> Any:
+                if name.endswith("_bits"):
+                    return pick(allowed_bits(choices, bits_share), key=_bit_value)
                 return pick(choices)
 
         return sample_genome(Extreme(), self.space, in_channels=self.in_channels, resolution=self.resolution,
                              num_classes=self.num_classes)
 
-    def random_genome(self, generator: torch.Generator) -> Genome:
+    def random_genome(self, generator: torch.Generator, bits_share: float = 1.0) -> Genome:
+        """A random architecture and bit assignment, bit-widths drawn from the top ``bits_share``."""
         class Random:
             def suggest_categorical(self, name: str, choices: Any) -> Any:
+                if name.endswith("_bits"):
+                    choices = allowed_bits(choices, bits_share)
                 return choices[int(torch.randint(len(choices), (1,), generator=generator))]
 
         return sample_genome(Random(), self.space, in_channels=self.in_channels, resolution=self.resolution,
                              num_classes=self.num_classes)
+
+
+def _bit_value(choice: Any) -> int:
+    return FLOAT_BITS if choice == "float" else int(choice)
+
+
+def allowed_bits(choices: Any, share: float) -> list[Any]:
+    """The top ``share`` of a bit-width list (at least its highest choice), highest first."""
+    ordered = sorted(choices, key=_bit_value, reverse=True)
+    return ordered[: max(1, math.ceil(share * len(ordered) - 1e-9))]
 
 
 def stage_depths(genome: Genome, space: SearchSpace) -> list[int]:
@@ -255,7 +275,12 @@ def train_supernet(net: Supernet, x: torch.Tensor, y: torch.Tensor, cfg: Superne
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, one_cycle(total))
-    largest, smallest = net.extreme_genome(True), net.extreme_genome(False)
+    largest = net.extreme_genome(True)
+    # bit warm-up: the children start at the top bit-widths and reach the lowest after a share of
+    # the steps (measured: children at random 2-8 bits from the first step pull the shared weights
+    # apart before the architectures agree; the quantized subnets inherited less than at 8 bits)
+    share_at = (lambda st: 1.0) if cfg.bit_warmup <= 0 else (lambda st: min(1.0, (st + 1) / (cfg.bit_warmup * total)))
+    smallest, smallest_share = net.extreme_genome(False, share_at(0)), share_at(0)
     start = time.perf_counter()
     step, loss_value = 0, float("nan")
     net.train()
@@ -273,7 +298,10 @@ def train_supernet(net: Supernet, x: torch.Tensor, y: torch.Tensor, cfg: Superne
             loss = F.cross_entropy(teacher, yb)
             loss.backward()
             soft = F.softmax(teacher.detach() / cfg.distill_temperature, dim=1)
-            children = [smallest] + [net.random_genome(g) for _ in range(cfg.random_subnets)]
+            share = share_at(step)
+            if share != smallest_share:
+                smallest, smallest_share = net.extreme_genome(False, share), share
+            children = [smallest] + [net.random_genome(g, share) for _ in range(cfg.random_subnets)]
             for child in children:
                 logits = net(xb, child)
                 kd = F.kl_div(F.log_softmax(logits / cfg.distill_temperature, dim=1), soft, reduction="batchmean")
