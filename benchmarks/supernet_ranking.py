@@ -48,8 +48,10 @@ def main() -> None:
     ap.add_argument("--supernet-epochs", type=float, default=6)
     ap.add_argument("--supernet-batch", type=int, default=64)
     ap.add_argument("--random-subnets", type=int, default=SupernetConfig.random_subnets)
+    ap.add_argument("--children-bits", choices=("top", "random"), default=SupernetConfig.children_bits,
+                    help="bit-widths of the sandwich rule's children (see SupernetConfig.children_bits)")
     ap.add_argument("--bit-warmup", type=float, default=SupernetConfig.bit_warmup,
-                    help="share of the supernet's steps before its children use the lowest bit-widths")
+                    help="--children-bits random: share of the steps before the children use the lowest bit-widths")
     ap.add_argument("--proxy-epochs", type=float, default=1)
     ap.add_argument("--final-epochs", type=float, default=5)
     ap.add_argument("--calib", default="64,256,1024", help="recalibration sizes to compare (the middle one is the default)")
@@ -83,7 +85,8 @@ def main() -> None:
         raise SystemExit(f"--reuse-standalone: {cache} is missing or was measured with other data, genomes or budgets")
 
     cfg = SupernetConfig(epochs=args.supernet_epochs, batch_size=args.supernet_batch,
-                         random_subnets=args.random_subnets, bit_warmup=args.bit_warmup, seed=args.seed)
+                         random_subnets=args.random_subnets, children_bits=args.children_bits,
+                         bit_warmup=args.bit_warmup, seed=args.seed)
     t = time.perf_counter()
     net = Supernet(space, ds.in_channels, ds.resolution, ds.num_classes)
     info = train_supernet(net, ds.train.x, ds.train.y, cfg)

@@ -105,6 +105,11 @@ class SupernetSpec(_Strict):
     batch_size: int = Field(64, ge=2)
     lr: float = Field(3e-3, gt=0)
     random_subnets: int = Field(2, ge=0, description="random subnets per step besides the largest and the smallest")
+    children_bits: Literal["top", "random"] = Field(
+        "top", description="top: children train at the space's highest bit-widths, lower ones come from each "
+                           "subnet's recalibration (ranks better, measured); random: a random bit assignment per child")
+    bit_warmup: float = Field(0.0, ge=0, description="children_bits random: share of the steps before the children "
+                                                     "use the lowest bit-widths (0: all bit-widths from the start)")
     calibration_images: int = Field(256, ge=16, description="training images that recalibrate each extracted subnet")
 
 

@@ -87,3 +87,26 @@ def test_bit_warmup_starts_children_at_the_top_bit_widths():
     assert min(p.w_bits for b in late.blocks for p in (b.dw, b.project)) == min(SearchSpace.load(SPACE).precision.w_bits)
     g = torch.Generator().manual_seed(0)
     assert all(p.w_bits == top for _ in range(5) for b in net.random_genome(g, 0.0).blocks for p in (b.dw, b.project))
+
+
+@pytest.mark.parametrize("children_bits", ["top", "random"])
+def test_children_bits_decide_what_the_sandwich_rule_trains(children_bits):
+    from flightco.nn.supernet import SupernetConfig, train_supernet
+
+    space = SearchSpace.load(SPACE)
+    net = Supernet(space, 1, 28, 10)
+    seen = []
+    forward = net.forward
+
+    def recording(x, genome):
+        seen.append(genome)
+        return forward(x, genome)
+
+    net.forward = recording
+    x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    train_supernet(net, x, y, SupernetConfig(epochs=2, batch_size=32, children_bits=children_bits, seed=0))
+    lowest = min(p.w_bits for g in seen[1:] for b in g.blocks for p in (b.dw, b.project))
+    top, bottom = max(space.precision.w_bits), min(space.precision.w_bits)
+    assert lowest == (top if children_bits == "top" else bottom)
+    with pytest.raises(ValueError, match="children_bits must be top or random"):
+        train_supernet(net, x, y, SupernetConfig(epochs=1, children_bits="half"))
