@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -120,9 +121,7 @@ def test_measure_fit_validate_on_onnxruntime(tmp_path, cli):
     assert "runtime_version" in header and "threads" in header
     # layers are timed in interleaved passes, each row with its own run-to-run spread
     assert "timing_spread_pct" in header
-    import csv
-
-    spreads = [float(r["timing_spread_pct"]) for r in csv.DictReader(open(table))]
+    spreads = [float(r["timing_spread_pct"]) for r in csv.DictReader(table.read_text().splitlines())]
     assert len(spreads) == 12 and all(s >= 0 for s in spreads)
     prof = tmp_path / "ort.yaml"
     assert cli("profile", "fit", table, "--out", prof).returncode == 0
@@ -176,8 +175,6 @@ def test_calibrate_writes_the_correction_into_the_profile(tmp_path, cli):
 
 
 def test_measurement_records_what_onnxruntime_really_executes(tmp_path):
-    import csv
-
     from flightco.measure import measure_layers
     from flightco.hw.table import write_table
     from flightco.hw.workload import LayerWorkload

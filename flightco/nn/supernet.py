@@ -383,6 +383,5 @@ def supernet_key(space_text: str, dataset: dict[str, Any], cfg: SupernetConfig) 
     import hashlib
     import json
 
-    settings = dict(cfg.__dict__)
-    blob = json.dumps({"space": space_text, "dataset": dataset, "cfg": settings}, sort_keys=True)
+    blob = json.dumps({"space": space_text, "dataset": dataset, "cfg": cfg.__dict__}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
