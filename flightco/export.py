@@ -235,10 +235,12 @@ def _run_onnxruntime(path: Path, x: Any, reference: bool = False) -> Any:
 def export_trial(
     run_dir: Path, number: int, out: Path, *, weights: str = "auto", min_agreement: float = 0.995,
     max_images: int | None = None, fmt: str = DEFAULT_FORMAT, measure: bool = True, threads: int = 1,
-    deploy_to: str = "onnxruntime", trials: int | None = None,
+    deploy_to: str = "onnxruntime", trials: int | None = None, runtime_options: dict | None = None,
 ) -> ExportReport:
     """Rebuild trial ``number``'s model, export it to ``out`` as ``fmt``, verify it from raw test
-    images, measure it in its runtime, and write ``<out>.json`` / ``<out>.md``."""
+    images, measure it in its runtime, and write ``<out>.json`` / ``<out>.md``. ``runtime_options``
+    override ``deploy_to``'s compile options (a benchmark's variant: then the run's own
+    ``measured/`` records are left as they are)."""
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     from flightco.runtime_export import check_runtime_option
@@ -334,7 +336,7 @@ def export_trial(
         from flightco.runtime_export import deploy
 
         deployed = asdict(deploy(out, deploy_to, x_file, pt_logits, labels, genome, threads=threads, measure=measure,
-                                 trials=trials))
+                                 trials=trials, compile_options=runtime_options))
     profiles = [load_profile(p) for p in recipe.hardware_paths]
     report = ExportReport(
         file=str(out), format=fmt, trial=number, weights=kind, bits=genome.bits_summary(),
@@ -353,11 +355,11 @@ def export_trial(
     json_path, md_path = report_paths(out)
     write_text(json_path, text)
     write_text(md_path, report.markdown())
-    if measured is not None:
+    if measured is not None and runtime_options is None:
         record = Path(run_dir) / MEASURED_DIR / f"{number:04d}-{fmt}.json"
         record.parent.mkdir(exist_ok=True)
         write_text(record, text)
-    if deployed is not None and deployed.get("measured"):  # per runtime, beside (not among) onnxruntime's records
+    if deployed is not None and deployed.get("measured") and runtime_options is None:  # per runtime, beside (not among) onnxruntime's records
         record = Path(run_dir) / MEASURED_DIR / deploy_to / f"{number:04d}-{fmt}.json"
         record.parent.mkdir(parents=True, exist_ok=True)
         write_text(record, json.dumps(deployed, indent=2, default=str) + "\n")

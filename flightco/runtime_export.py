@@ -55,6 +55,8 @@ class RuntimeReport:
                  f"- compiled: {e.get('integer_convolutions')}/{e.get('convolutions')} convolutions in integer; "
                  f"precision rule expects {r['expected']}, runtime compiled {r['compiled']} "
                  f"({'agrees' if r['agrees'] else 'DISAGREES'})"]
+        for f in e.get("inexact_fusions", []):
+            lines.append(f"- not bit-exact: `{f['node']}` fused `{f['quantizer']}` ({f['why']})")
         if self.measured:
             m = self.measured
             for b in BATCHES:
@@ -104,15 +106,17 @@ def precision_rule(plugin: Any, genome: Any, executed: dict[str, Any]) -> dict[s
 
 def deploy(onnx_path: Path, runtime: str, x: np.ndarray, pt_logits: np.ndarray, labels: np.ndarray,
            genome: Any = None, *, threads: int = 1, measure: bool = True, trials: int | None = None,
-           batches: tuple[int, ...] = BATCHES, write: bool = True) -> RuntimeReport:
+           batches: tuple[int, ...] = BATCHES, write: bool = True,
+           compile_options: dict[str, Any] | None = None) -> RuntimeReport:
     """Build ``runtime``'s artifacts of the verified ``onnx_path``, verify them on ``x`` (the
-    preprocessed test images) against ``pt_logits``, read what compiled, measure, write reports."""
+    preprocessed test images) against ``pt_logits``, read what compiled, measure, write reports.
+    ``compile_options`` override the runtime entry's own (e.g. OpenVINO's ``exact``)."""
     from flightco.runtimes import get_runtime
 
     info, plugin = get_runtime(runtime)
     if "onnx-int" not in info.formats:
         raise ExportError(f"--runtime {runtime} does not read onnx-int files")
-    options = dict(info.options)
+    options = {**dict(info.options), **(compile_options or {})}
     if trials is not None and options.get("tune"):
         options["trials"] = trials
     verify_batch = VERIFY_BATCH if VERIFY_BATCH in batches else max(batches)

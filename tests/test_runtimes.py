@@ -30,12 +30,12 @@ def _genome(bits: Precision) -> Genome:
     return Genome(1, 28, 10, 16, 3, 2, bits, blocks, bits)
 
 
-def _exported(tmp_path_factory, bits: Precision, seed: int):
+def _exported(tmp_path_factory, bits: Precision, seed: int, limit_train: int = 512, epochs: int = 1):
     torch.manual_seed(seed)
-    data = load_dataset("mnist5k", limit_train=512)
+    data = load_dataset("mnist5k", limit_train=limit_train)
     genome = _genome(bits)
     model = build_model(genome, collect_stats_steps=5)
-    train_qat(model, data.train, TrainConfig(epochs=1, batch_size=64, seed=0))
+    train_qat(model, data.train, TrainConfig(epochs=epochs, batch_size=64, seed=0))
     folded = fold_for_deploy(model.eval(), data.train.x[:256])
     path = tmp_path_factory.mktemp(f"w{bits.w_bits}") / "m.onnx"
     snap_biases(folded, bias_scales(_brevitas_qcdq(folded, data.test.x[:1], path)))
@@ -51,7 +51,9 @@ def w8a8(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def w4a4(tmp_path_factory):
-    return _exported(tmp_path_factory, Precision(4, 4), 1)
+    # trained to ~87 % (10 s): at 1 epoch on 512 images this W4A4 net stays at chance (15 %) with
+    # every logit within +-0.5, and top-1 agreement then measures ties rather than the runtime
+    return _exported(tmp_path_factory, Precision(4, 4), 1, limit_train=4000, epochs=5)
 
 
 def _need(name: str):
@@ -83,12 +85,26 @@ def test_openvino_runs_sub_8bit_convolutions_as_int8(w4a4):
     assert all("i8" in k.lower() for k in kernels), kernels
 
 
-@pytest.mark.xfail(strict=True, reason="measured: OpenVINO 2026.4 runs the W4A4 onnx-int convs as int8 but agrees "
-                   "with PyTorch on 74% of test images (cause not found; flightco export --runtime openvino refuses it)")
 def test_openvino_w4a4_agrees_with_pytorch(w4a4):
     _need("openvino")
     path, genome, x, pt, y = w4a4
-    assert deploy(path, "openvino", x, pt, y, genome, measure=False, batches=(32,), write=False).top1_agreement >= 0.995
+    assert (pt.argmax(1) == y).mean() > 0.5  # a trained network, not ties between near-equal logits
+    r = deploy(path, "openvino", x, pt, y, genome, measure=False, batches=(32,), write=False)
+    assert r.top1_agreement >= 0.995 and r.max_abs_diff < 1e-4, (r.top1_agreement, r.max_abs_diff)
+    assert r.executed["integer_convolutions"] == 9 and r.executed["inexact_fusions"] == []
+
+
+def test_openvino_without_exactness_barriers_fuses_residual_quantizers_and_says_so(w4a4, tmp_path):
+    """What the barriers prevent, measured: OpenVINO's own fusions drop the rounding of both
+    residual blocks' projection quantizers; ``executed`` names them and the logits drift."""
+    ov = _need("openvino")
+    path, genome, x, pt, y = w4a4
+    artifact = ov.compile(path, tmp_path / "fused.xml", 32, exact=False)
+    fused = ov.executed(artifact)["inexact_fusions"]
+    assert sorted(f["quantizer"].split("/")[2] for f in fused) == ["blocks.0", "blocks.1"], fused
+    sess = ov.load(artifact)
+    logits = np.concatenate([sess.run(None, {"input": x[i:i + 32]})[0] for i in range(0, len(x), 32)])
+    assert np.abs(logits - pt).max() > 1e-3  # not bit-exact (with barriers: < 1e-4, test above)
 
 
 @pytest.mark.slow  # lowers two .pte files (about 30 s each on a quiet machine, 90 s under load)
