@@ -249,10 +249,10 @@ def export_trial(
     out = Path(out)
     check_export_paths(out, min_agreement)
     _, study = load_study(run_dir)
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    if number not in trials:
-        raise RunError(f"trial {number} does not exist in {run_dir} (trials 0..{len(trials) - 1})")
-    trial = trials[number]
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}  # not `trials`: that is tvm-tuned's budget
+    if number not in by_number:
+        raise RunError(f"trial {number} does not exist in {run_dir} (trials 0..{len(by_number) - 1})")
+    trial = by_number[number]
     if trial.state != TrialState.COMPLETE:
         raise RunError(f"trial {number} is {trial.state.name.lower()}: only completed trials can be exported")
     if "proxy" not in trial.user_attrs:

@@ -224,3 +224,24 @@ def test_report_html_pngs_summary_and_dashboard(finished_run, cli, tmp_path):
     console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not [c for c in console if "rror" in c or "Uncaught" in c], console
     assert run.stdout.count('class="main-svg"') >= 4, run.stderr[-2000:]  # plotly drew the figures
+
+
+def test_export_to_tvm_tuned_tunes_with_the_trials_it_was_given(finished_run, cli, tmp_path):
+    """`export --runtime tvm-tuned --trials N` hands N to MetaSchedule (a local of export_trial once
+    shadowed it, and the CLI path failed with "bad operand type for unary -: 'dict'")."""
+    import importlib.util
+
+    if importlib.util.find_spec("tvm") is None:
+        pytest.skip("TVM is an optional extra (pip install -e '.[tvm]')")
+    _, out, _ = finished_run
+    study, trials = _completed(out)
+    finalist = int(next(k for k in study.user_attrs if k.startswith("final:")).split(":")[1])
+    path = tmp_path / "m.onnx"
+    proc = cli("export", out, "--trial", finalist, "--out", path, "--runtime", "tvm-tuned", "--trials", "2",
+               "--no-measure", "--min-agreement", "0")
+    assert proc.returncode == 0, proc.stderr
+    for batch in (1, 32):
+        budget = json.loads((tmp_path / f"m.tvm-tuned.b{batch}.so.tuning" / "flightco_budget.json").read_text())
+        assert budget["trials"] == 2
+    report = json.loads(path.with_name("m.onnx.tvm-tuned.json").read_text())
+    assert report["options"]["trials"] == 2 and report["executed"]["tuned"]
