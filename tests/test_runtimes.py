@@ -140,3 +140,30 @@ def test_export_cli_refuses_unknown_runtime_before_reading_the_run(cli, tmp_path
             "--format", "qcdq")
     if importlib.util.find_spec("openvino") is not None:
         assert r.returncode == 2 and "reads --format onnx-int" in r.stderr
+
+
+def test_exactness_barriers_are_the_quantizers_before_adds_and_the_pooling_outputs():
+    """Graph rule only (no OpenVINO needed): the tensors kept as outputs are each QuantizeLinear
+    whose dequantized value reaches an Add (through an integer Clip) and each pooling output;
+    a quantizer feeding only a convolution is left to fuse."""
+    from onnx import TensorProto, helper
+
+    from flightco.runtimes.openvino import exactness_barriers
+
+    s, z = "scale", "zero"
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", s, z], ["xq"], name="q_in"),
+        helper.make_node("DequantizeLinear", ["xq", s, z], ["xd"]),
+        helper.make_node("Conv", ["xd", "w"], ["c"]),
+        helper.make_node("QuantizeLinear", ["c", s, z], ["cq"], name="q_proj"),
+        helper.make_node("Clip", ["cq", "lo", "hi"], ["cc"]),
+        helper.make_node("DequantizeLinear", ["cc", s, z], ["cd"]),
+        helper.make_node("Add", ["cd", "xd"], ["sum"]),
+        helper.make_node("GlobalAveragePool", ["sum"], ["pooled"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, None)])
+    # the input quantizer's DQ feeds both the conv and the Add (a residual skip): a barrier too
+    assert exactness_barriers(graph) == ["xq", "cq", "pooled"]
+    graph.node[6].op_type = "Mul"  # no residual sum: only the pooling output stays
+    assert exactness_barriers(graph) == ["pooled"]
