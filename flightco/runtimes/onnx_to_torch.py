@@ -81,6 +81,12 @@ def onnx_to_torch(path: Path):
             for n in g.node:
                 if n.op_type != "Constant":
                     self.steps.append(self._plan(n))
+            # float initializers read directly by a node (a layer the genome keeps in float: its
+            # weight and bias have no DequantizeLinear) become constants computed first
+            produced = {o for _, _, _, outs in self.steps for o in outs}
+            read = {i for _, _, ins, _ in self.steps for i in ins}
+            floats = sorted(name for name in read - produced if name in consts and name != self.input_name)
+            self.steps[:0] = [("Const", self._buffer(consts[name].astype(np.float32)), [], [name]) for name in floats]
 
         def _buffer(self, array: np.ndarray) -> str:
             name = f"c{self._n}"
