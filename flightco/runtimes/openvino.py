@@ -102,7 +102,6 @@ def compile(onnx_path: Path, artifact: Path, batch: int, threads: int = 1, exact
         model = ov.Core().read_model(str(staged))
     shape = list(model.input(0).get_partial_shape())
     model.reshape({0: [batch, *[int(d.get_length()) for d in shape[1:]]]})
-    model.set_rt_info(str(len(barriers)), "flightco_exactness_barriers")
     artifact = with_ext(artifact, ".xml")
     ov.save_model(model, str(artifact), compress_to_fp16=False)
     return artifact
