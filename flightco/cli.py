@@ -553,6 +553,11 @@ def export(
         "Artifacts go beside --out (m.<runtime>.b1/.b32.*), the report to m.onnx.<runtime>.json/.md; "
         "each runtime is a pip extra: pip install -e \".[openvino]\", \".[executorch]\", \".[tvm]\".")),
     trials: int = typer.Option(64, "--trials", min=1, help="tvm-tuned: MetaSchedule trials in all (spread over the network's kernels; the database is cached beside the library)."),
+    w8_type: str = typer.Option("auto", "--w8-type", help=(
+        "onnx-int: how 8-bit weights are stored. int8: onnxruntime's fast u8 x s8 kernels, exact on x86 CPUs with VNNI "
+        "and on ARM64 (on older x86 they saturate); uint8: zero point 128, u8 x u8 kernels, exact everywhere but "
+        "~2.3x slower per 8-bit conv; auto (default): int8 if this machine has VNNI or is ARM64. "
+        "Export with uint8 for an x86 target without VNNI.")),
 ) -> None:
     """Export a trial (or the whole front) to ONNX, verify it against PyTorch, measure it.
 
@@ -580,7 +585,7 @@ def export(
             check_export_paths(path, min_agreement)
         for number, path in targets:
             r = export_trial(run, number, path, weights=weights.value, min_agreement=min_agreement, fmt=fmt.value,
-                             measure=measure, threads=threads, deploy_to=runtime, trials=trials)
+                             measure=measure, threads=threads, deploy_to=runtime, trials=trials, w8_type=w8_type)
             console.print(
                 f"wrote {r.file} ({r.format}, {r.weights} weights, {r.bits}); {r.runtime} vs PyTorch on {r.test_images} test images: "
                 f"top-1 agreement {100 * r.top1_agreement:.2f}%, max |diff| {r.max_abs_diff:.2g}, "

@@ -236,6 +236,7 @@ def export_trial(
     run_dir: Path, number: int, out: Path, *, weights: str = "auto", min_agreement: float = 0.995,
     max_images: int | None = None, fmt: str = DEFAULT_FORMAT, measure: bool = True, threads: int = 1,
     deploy_to: str = "onnxruntime", trials: int | None = None, runtime_options: dict | None = None,
+    w8_type: str = "auto",
 ) -> ExportReport:
     """Rebuild trial ``number``'s model, export it to ``out`` as ``fmt``, verify it from raw test
     images, measure it in its runtime, and write ``<out>.json`` / ``<out>.md``. ``runtime_options``
@@ -302,8 +303,12 @@ def export_trial(
         if fmt in ("onnx-int", "tensorrt"):
             trained_accuracy = float((predict(model, data.test.x).argmax(1) == data.test.y).float().mean())
         calib = data.train.x[torch.from_numpy(verification_indices(data.train.y.numpy(), CALIBRATION_IMAGES, seed=1))]
-        model, changes = write_format(model, x[:1], tmp, fmt, calib)
-        _write_metadata(tmp, pre, {"format": fmt, "trial": number, "bits": genome.bits_summary()})
+        model, changes = write_format(model, x[:1], tmp, fmt, calib, w8_type)
+        info = {"format": fmt, "trial": number, "bits": genome.bits_summary()}
+        if fmt == "onnx-int":  # a file with int8 8-bit weights is exact only on CPUs whose kernels do not saturate
+            info["w8_type"] = "int8 (exact on x86 with VNNI and on ARM64)" if signed_8bit_weights(w8_type) else \
+                "uint8 zero point 128 (exact on every CPU)"
+        _write_metadata(tmp, pre, info)
         if fmt == "qonnx":
             ort_logits = run_qonnx(tmp, x_file)
             runtime = f"qonnx {_version('qonnx')} (execute_onnx)"
@@ -414,7 +419,8 @@ def check_export_paths(out: Path, min_agreement: float) -> None:
         check_writable_file(path, "--out (its report)")
 
 
-def write_format(model: Any, example: Any, path: Path, fmt: str, calibration: Any) -> tuple[Any, dict[str, int] | None]:
+def write_format(model: Any, example: Any, path: Path, fmt: str, calibration: Any,
+                 w8_type: str = "auto") -> tuple[Any, dict[str, int] | None]:
     """Write ``model`` to ``path`` as ``fmt``; returns the model the file computes (the folded,
     bias-snapped deploy form for onnx-int / tensorrt, else ``model``) and what the passes changed."""
     if fmt in ("onnx-int", "tensorrt"):
@@ -423,7 +429,9 @@ def write_format(model: Any, example: Any, path: Path, fmt: str, calibration: An
 
         model = fold_for_deploy(model, calibration, signed_activations=fmt == "tensorrt")
         snap_biases(model, bias_scales(_brevitas_qcdq(model, example, path)))
-        return model, (export_onnx_int if fmt == "onnx-int" else export_tensorrt)(model, example, path)
+        if fmt == "onnx-int":
+            return model, export_onnx_int(model, example, path, w8_type)
+        return model, export_tensorrt(model, example, path)
     if fmt == "qonnx":
         export_qonnx_file(model, example, path)
     else:
@@ -579,16 +587,20 @@ def _brevitas_qcdq(model: Any, example: Any, path: Path) -> Any:
     return onnx.load(str(path))
 
 
-def export_onnx_int(model: Any, example: Any, path: Path) -> dict[str, int]:
+def export_onnx_int(model: Any, example: Any, path: Path, w8_type: str = "auto") -> dict[str, int]:
     """``onnx-int``: the QDQ form onnxruntime runs as integer kernels. ``model`` must be the
     deploy form (:func:`flightco.nn.deploy.fold_for_deploy`: BN folded, every conv input and
     output quantized). Weight clips are folded into int8 initializers, biases become int32,
-    signed activations become uint8 with zero point 128, 8-bit weights uint8 with zero point 128
-    (AVX2's u8 x s8 kernel saturates on them; see :mod:`flightco.onnx_passes`);
-    float-weight layers are guarded so onnxruntime does not quantize them itself. Returns how
-    many nodes each pass changed."""
+    signed activations become uint8 with zero point 128; 8-bit weights stay int8 where the CPU's
+    u8 x s8 kernels are exact (``w8_type`` ``auto``: VNNI or ARM64, see
+    :func:`flightco.runtimes.onnxruntime.int8_weights_exact`) and become uint8 with zero point 128
+    elsewhere (``uint8``: AVX2's kernel saturates on int8 ones; a file for such a target);
+    depthwise convolutions are padded, exactly, to the channel multiple of onnxruntime's fast
+    depthwise kernel (:mod:`flightco.onnx_channel_pad`); float-weight layers are guarded so
+    onnxruntime does not quantize them itself. Returns how many nodes each pass changed."""
     import onnx
 
+    from flightco.onnx_channel_pad import pad_depthwise_channels
     from flightco.onnx_passes import (
         activations_to_uint8,
         fold_constant_clips,
@@ -596,11 +608,14 @@ def export_onnx_int(model: Any, example: Any, path: Path) -> dict[str, int]:
         quantize_bias_int32,
         wide_weights_to_uint8,
     )
+    from flightco.runtimes.onnxruntime import signed_8bit_weights
 
+    unsigned_8bit = not signed_8bit_weights(w8_type)
     graph = _brevitas_qcdq(model, example, path)
     changes = {"weight_clips_folded": fold_constant_clips(graph), "int32_biases": quantize_bias_int32(graph),
                "activations_to_uint8": activations_to_uint8(graph), "float_layers_guarded": guard_float_weights(graph),
-               "8bit_weights_to_uint8": wide_weights_to_uint8(graph)}
+               "8bit_weights_to_uint8": wide_weights_to_uint8(graph) if unsigned_8bit else 0,
+               "depthwise_channels_padded": pad_depthwise_channels(graph)}
     onnx.checker.check_model(graph)
     onnx.save(graph, str(path))
     return changes

@@ -9,14 +9,15 @@ and ``benchmarks/stack.py --check-builder``, which compare the two):
 
 * a quantized activation is ``QuantizeLinear`` (uint8; zero point 0 after a ReLU, 128 for signed
   tensors) -> ``Clip`` to the ``2**bits`` levels when below 8 bits -> ``DequantizeLinear``;
-* a quantized convolution takes ``DequantizeLinear`` of per-channel int8 weights (uint8 with zero
-  point 128 at 8 bits, as export re-expresses them) and of an int32 bias, then ``Relu`` where the
+* a quantized convolution takes ``DequantizeLinear`` of per-channel int8 weights (at 8 bits uint8
+  with zero point 128 where export re-expresses them so: CPUs without VNNI) and of an int32 bias, then ``Relu`` where the
   layer has one (stem, expand, depthwise), then its output quantizer at its consumer's bits;
 * a float-weight layer fed by a dequantized tensor gets export's float ``Clip`` guard;
 * a residual projection's output and the tensor entering the pooling are requantized at 8 bits
   (:mod:`flightco.nn.deploy`); the residual ``Add`` of two dequantized tensors is requantized at
   its consumer's bits; ``GlobalAveragePool`` + ``Flatten`` at the classifier's input bits; the
-  classifier is a ``Gemm`` (per-tensor weights, int32 bias when its input is quantized).
+  classifier is a ``Gemm`` (per-tensor weights, int32 bias when its input is quantized);
+* depthwise convolutions padded to onnxruntime's fast channel multiple, by export's own pass.
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ def _has_relu(layer: LayerWorkload) -> bool:
 class _Graph:
     """A small graph writer: unique names, initializers, nodes."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, signed_8bit: bool) -> None:
         self.nodes: list = []
         self.inits: list = []
         self.n = 0
         self.rng = np.random.default_rng(seed)
+        self.signed_8bit = signed_8bit
 
     def name(self, base: str) -> str:
         self.n += 1
@@ -77,11 +79,11 @@ class _Graph:
         return self.node("DequantizeLinear", [q, scale, zero], base)
 
     def weights(self, shape: tuple[int, ...], bits: int, per_channel: bool, base: str) -> str:
-        """Dequantized integer weights (uint8 + zero point 128 at 8 bits, int8 below)."""
+        """Dequantized integer weights (int8; at 8 bits uint8 + zero point 128 where export stores them so)."""
         cout = shape[0]
         levels = 2 ** (bits - 1) - 1
         w = self.rng.integers(-levels, levels + 1, size=shape)
-        if bits >= 8:
+        if bits >= 8 and not self.signed_8bit:
             q, zp = (w + 128).astype(np.uint8), np.full(cout if per_channel else (), 128, np.uint8)
         else:
             q, zp = w.astype(np.int8), np.zeros(cout if per_channel else (), np.int8)
@@ -107,12 +109,17 @@ class _Graph:
                                   self.const(f"{base}_gmax", np.array(6.35, np.float32))], base)
 
 
-def build_onnx(genome: Genome, path: Path, seed: int = 0) -> None:
-    """Write the ``onnx-int`` form of ``genome`` (random integer weights) to ``path``."""
+def build_onnx(genome: Genome, path: Path, seed: int = 0, w8_type: str = "auto", pad_depthwise: bool = True) -> None:
+    """Write the ``onnx-int`` form of ``genome`` (random integer weights) to ``path``; ``w8_type``
+    as for :func:`flightco.export.export_onnx_int`; ``pad_depthwise=False`` skips export's
+    depthwise channel padding (to compare the two)."""
     import onnx
     from onnx import TensorProto, helper
 
-    g = _Graph(seed)
+    from flightco.onnx_channel_pad import pad_depthwise_channels
+    from flightco.runtimes.onnxruntime import signed_8bit_weights
+
+    g = _Graph(seed, signed_8bit_weights(w8_type))
     layers = workload(genome)
     x = "input"
     quantized = genome.stem.a_bits < FLOAT_BITS
@@ -167,4 +174,6 @@ def build_onnx(genome: Genome, path: Path, seed: int = 0) -> None:
         [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", genome.num_classes])], g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
+    if pad_depthwise:
+        pad_depthwise_channels(model)
     onnx.save(model, str(path))

@@ -32,6 +32,49 @@ COMPUTE_OPS = ("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "AveragePoo
 FLOAT_COMPUTE_OPS = COMPUTE_OPS + ("FusedConv", "FusedGemm", "FusedMatMul", "NchwcConv")
 
 
+W8_TYPES = ("auto", "int8", "uint8")
+
+
+def _cpu_flags() -> tuple[str, set[str]]:
+    import platform
+
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags.update(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return platform.machine().lower(), flags
+
+
+def int8_weights_exact(machine: str | None = None, flags: set[str] | None = None) -> bool:
+    """Whether onnxruntime's u8 x s8 integer kernels are exact for full 8-bit weights on this CPU.
+
+    Why it matters: on x86 without VNNI, MLAS multiplies u8 activations by s8 weights with
+    ``vpmaddubsw``, which adds pairs of products in 16 bits and saturates once ``|w| > 64``
+    (measured on an AVX2-only EPYC: 21 points of top-1 agreement lost), so ``onnx-int`` stores
+    8-bit weights there as uint8 with zero point 128 (u8 x u8 kernels, exact but 2.2-2.4x slower
+    per pointwise conv, measured on this VNNI machine). VNNI (``vpdpbusd``; AVX512-VNNI or
+    AVX-VNNI) and ARM64's dot products accumulate in 32 bits: int8 weights are exact and fast."""
+    if machine is None or flags is None:
+        found_machine, found_flags = _cpu_flags()
+        machine = found_machine if machine is None else machine
+        flags = found_flags if flags is None else flags
+    if machine in ("aarch64", "arm64"):
+        return True
+    return bool({"avx512_vnni", "avx_vnni"} & flags)
+
+
+def signed_8bit_weights(w8_type: str = "auto") -> bool:
+    """The container ``onnx-int`` uses for 8-bit weights: int8 (True) or uint8 + 128 (False);
+    ``auto`` picks int8 where :func:`int8_weights_exact` says the kernels are exact."""
+    if w8_type not in W8_TYPES:
+        raise ValueError(f"w8 type must be one of {', '.join(W8_TYPES)}, got {w8_type!r}")
+    return w8_type == "int8" or (w8_type == "auto" and int8_weights_exact())
+
+
 def session(path: Path, threads: int = 1, optimized_path: Path | None = None, profile_prefix: str | None = None,
             reference: bool = False):
     """An onnxruntime CPU session with default (all) graph optimizations; ``reference=True``

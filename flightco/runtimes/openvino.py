@@ -12,7 +12,9 @@ low-precision transformations and run as f32 convolutions (``brgconv_avx2_f32``)
 the signed ``tensorrt`` form instead made 8-bit convolutions int8 but agreed with PyTorch on
 only 61 % of test images: without VNNI the u8 x s8 product pairs saturate in int16 (the same
 failure onnxruntime shows on such weights). A later machine with AVX-512 compiled the same
-precisions with ``*_avx512_I8`` / ``*_avx512_f32`` kernels.
+precisions with ``*_avx512_I8`` / ``*_avx512_f32`` kernels. Where the CPU has VNNI, ``onnx-int``
+keeps 8-bit weights int8 (:func:`flightco.runtimes.onnxruntime.int8_weights_exact`), and OpenVINO
+then runs those convolutions as int8 as well (the rule below follows the file).
 
 Not bit-exact unless told (measured, OpenVINO 2026.4): the CPU plug-in fuses across two kinds
 of quantizer and drops their rounding. (1) A residual block's projection conv + its output
@@ -173,9 +175,11 @@ def describe_precision(w_bits: int, a_bits: int, op: str = "conv") -> str:
     """What OpenVINO's CPU plug-in runs a layer of ``onnx-int`` as on this machine (module docstring)."""
     from flightco.space import FLOAT_BITS
 
+    from flightco.runtimes.onnxruntime import signed_8bit_weights
+
     if w_bits >= FLOAT_BITS or a_bits >= FLOAT_BITS:
         return "float"
-    return "float" if w_bits >= 8 else "int8"
+    return "float" if w_bits >= 8 and not signed_8bit_weights() else "int8"
 
 
 def measure_artifacts(artifacts: dict[int, Path], input_shape: list[int], threads: int = 1, seconds: float = 0.5) -> dict[str, Any]:
