@@ -11,7 +11,12 @@ of each kept), and prints:
   3. for the most accurate model, the issue's table: float / qcdq (BN unfolded) / onnx-int /
      signed-int8 (tensorrt form run in onnxruntime) / uniform W8A8 and W4A4 onnx-int twins, with the
      convolutions onnxruntime really ran;
-  4. last line: int_speedup = median over the front of float ÷ onnx-int latency at batch 32.
+  4. the issue's reference network, MobileNetV2-1.0 at 224x224 (built by flightco's onnx-int graph
+     builder, the same passes as export; random integer weights: latency does not depend on their
+     values), at batch 1: float, onnx-int, onnx-int with uint8 8-bit weights, without depthwise
+     padding, and W4A4 — so a miss on the front's narrow 28x28 networks can be told from a miss
+     of the export itself;
+  5. last line: int_speedup = median over the front of float ÷ onnx-int latency at batch 32.
 
 Usage: python benchmarks/deploy.py [--run outputs/mobilenet_energy] [--out outputs/deploy_bench] [--threads 1]
                                    [--max-models N] [--profile hw_profiles/ort.yaml]
@@ -53,6 +58,46 @@ def _ops(path: Path) -> str:
             + ", ".join(f"{n} {op}" for op, n in sorted(r.integer_nodes.items()) if op != "QLinearConv"))
 
 
+def _mobilenet_v2(bits: int):
+    """MobileNetV2-1.0's inverted-residual table (t, c, n, s) at 224x224, 1000 classes, as a Genome
+    with every layer at ``bits`` (32 = float); flightco's genome has no final 1x1-to-1280 conv."""
+    from flightco.space import BlockGene, Genome, Precision
+
+    blocks = []
+    for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
+        for i in range(n):
+            blocks.append(BlockGene(c, t, 3, s if i == 0 else 1, Precision(bits, bits) if t > 1 else None,
+                                    Precision(bits, bits), Precision(bits, bits)))
+    return Genome(3, 224, 1000, 32, 3, 2, Precision(bits, bits), tuple(blocks), Precision(bits, bits))
+
+
+def _reference_network(out: Path, threads: int) -> None:
+    from flightco.onnx_build import build_onnx
+    from flightco.runtimes.onnxruntime import signed_8bit_weights
+    from flightco.space import FLOAT_BITS
+
+    w8 = "int8" if signed_8bit_weights() else "uint8"
+    print(f"\n4. MobileNetV2-1.0, 224x224, batch 1 (onnx-int builder; this machine's 8-bit weights: {w8}), median ms")
+    variants = [("float", FLOAT_BITS, {}), (f"onnx-int W8A8 ({w8} 8-bit weights)", 8, {}),
+                ("onnx-int W8A8, uint8 8-bit weights (flightco before)", 8, {"w8_type": "uint8"}),
+                ("onnx-int W8A8, depthwise not padded", 8, {"pad_depthwise": False}), ("onnx-int W4A4", 4, {})]
+    times = {}
+    for label, bits, options in variants:
+        p = out / f"mobilenet_v2_{len(times)}.onnx"
+        build_onnx(_mobilenet_v2(bits), p, **options)
+        a, b = (_measure_b1(p, threads) for _ in range(2))
+        times[label] = min(a, b)
+        print(f"   {label:<52} {_ops(p):<45} {times[label]:.2f}  (rounds {a:.2f}, {b:.2f})")
+    base = times["float"]
+    print("   speed-up over float: " + ", ".join(f"{k} {base / v:.2f}" for k, v in times.items() if k != "float"))
+
+
+def _measure_b1(path: Path, threads: int) -> float:
+    from flightco.runtimes.onnxruntime import measure_file
+
+    return measure_file(path, [1, 3, 224, 224], batches=(1,), threads=threads, seconds=1.0)["batch1"]["median_ms"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default="outputs/mobilenet_energy")  # the README's first command writes it
@@ -61,6 +106,7 @@ def main() -> None:
     ap.add_argument("--max-models", type=int, default=None)
     ap.add_argument("--profile", default=None, help="an onnxruntime profile (learned/table) to predict latency with")
     ap.add_argument("--no-table", action="store_true", help="skip section 3")
+    ap.add_argument("--no-reference", action="store_true", help="skip section 4 (MobileNetV2-1.0 at 224x224)")
     args = ap.parse_args()
 
     import torch
@@ -160,6 +206,9 @@ def main() -> None:
             a, b = _measure(p, shape, args.threads), _measure(p, shape, args.threads)
             m = _best(a, b)
             print(f"   {label:<45} {_ops(p):<45} {m['batch1']['median_ms']:.3f} / {m['batch32']['median_ms']:.2f}")
+
+    if not args.no_reference:
+        _reference_network(out, args.threads)
 
     b32 = [r["speedup_b32"] for r in rows]
     b1 = [r["speedup_b1"] for r in rows]

@@ -241,10 +241,15 @@ def export_trial(
     """Rebuild trial ``number``'s model, export it to ``out`` as ``fmt``, verify it from raw test
     images, measure it in its runtime, and write ``<out>.json`` / ``<out>.md``. ``runtime_options``
     override ``deploy_to``'s compile options (a benchmark's variant: then the run's own
-    ``measured/`` records are left as they are)."""
+    ``measured/`` records are left as they are). ``w8_type`` (onnx-int): how 8-bit weights are
+    stored, see :func:`export_onnx_int`."""
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     from flightco.runtime_export import check_runtime_option
+    from flightco.runtimes.onnxruntime import W8_TYPES, signed_8bit_weights
+
+    if w8_type not in W8_TYPES:
+        raise ExportError(f"--w8-type must be one of {', '.join(W8_TYPES)}, got {w8_type!r}")
 
     check_runtime_option(deploy_to, fmt)
     out = Path(out)
