@@ -13,7 +13,7 @@ matrix of latency rankings, the candidates whose rank moves; the last line is
 (targets = every stack configuration: target x precision); a front of fewer than 3 members has no
 ranking to compare, and then the sampled other candidates are included (the script says so).
 
-    python benchmarks/stack.py [--run outputs/dev] [--others 3]
+    python benchmarks/stack.py [--run outputs/dev] [--others 3] [--runtime openvino ...]
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--others", type=int, default=3, help="trained trials off the front added to the study")
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "stack_benchmark")
+    ap.add_argument("--runtime", action="append", default=[],
+                    help="also time an installed runtime plug-in (openvino, executorch, tvm, tvm-tuned); repeatable")
     args = ap.parse_args()
     run = args.run
     if not (run / "run.json").is_file():
@@ -49,7 +51,7 @@ def main() -> None:
                         "--trials", "8", "--finalists", "0", "--out", str(run)], cwd=ROOT, check=True)
     t = time.perf_counter()
     table = run_study(run, others=args.others, extra_profiles=(ROOT / "hw_profiles" / "eyeriss.yaml",),
-                      images=args.images)
+                      runtimes=tuple(args.runtime), images=args.images)
     head = write_outputs(table, args.out)
     print(f"{head['candidates']} candidates, {head['configs']} stack configurations, {time.perf_counter() - t:.0f} s; "
           f"tables and heatmaps in {args.out}")
