@@ -89,6 +89,16 @@ def test_openvino_runs_sub_8bit_convolutions_as_int8(w4a4):
     assert all("i8" in k.lower() for k in kernels), kernels
 
 
+def test_executorch_w4a4_agrees_with_pytorch_and_runs_every_conv_int8(w4a4):
+    """Sub-8-bit quantizers: XNNPACK's quantize honours only the int8 range, so the translation
+    also clamps in float before each Q (and lets that clamp do the ReLU, which XNNPACK fuses)."""
+    _need("executorch")
+    path, genome, x, pt, y = w4a4
+    r = deploy(path, "executorch", x, pt, y, genome, measure=False, batches=(32,), write=False)
+    assert r.top1_agreement >= 0.995 and r.max_abs_diff < 1e-4, (r.top1_agreement, r.max_abs_diff)
+    assert r.executed["integer_convolutions"] == r.executed["convolutions"] == 9 and r.rule["agrees"], r.rule
+
+
 def test_openvino_w4a4_agrees_with_pytorch(w4a4):
     _need("openvino")
     path, genome, x, pt, y = w4a4

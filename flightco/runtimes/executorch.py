@@ -82,6 +82,9 @@ def _short(target: Any) -> str:
     return m.group(1) if m else getattr(target, "__name__", str(target))
 
 
+FUSED_ACTIVATIONS = ("relu", "hardtanh")  # XNNPACK folds these into a quantized conv's output range
+
+
 def delegation(edge: Any) -> dict[str, Any]:
     """What XNNPACK took, from the lowered program: per delegated convolution whether it is
     quantized (dequantized input and weight, quantized output), and the ops left outside."""
@@ -100,7 +103,7 @@ def delegation(edge: Any) -> dict[str, Any]:
             ins = [a for a in k.args[:2] if hasattr(a, "op")]
             dq_in = all(a.op == "call_function" and _short(a.target) in DEQUANT_OPS for a in ins)
             users = list(k.users)
-            while len(users) == 1 and _short(users[0].target) == "relu":
+            while len(users) == 1 and _short(users[0].target) in FUSED_ACTIVATIONS:
                 users = list(users[0].users)
             q_out = bool(users) and all(_short(u.target) in QUANT_OPS for u in users)
             nodes.append({"node": k.name, "op": op, "delegate": "XnnpackBackend",
