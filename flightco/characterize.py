@@ -148,7 +148,9 @@ def plan(space: SearchSpace, target: Target, *, random: int, seed: int = 0, base
             field = dim.split("~")[0]
             for v in values:
                 g = genome_from_choices(space, {**c0, field: v}, **io_)
-                add(Point("sweep", base, dim, str(v if v != FLOAT_BITS else "float"), g, default))
+                # "float" only for bit-widths: 32 channels or a 32-pixel resolution is a number
+                label = "float" if v == FLOAT_BITS and field.startswith("precision.") else str(v)
+                add(Point("sweep", base, dim, label, g, default))
         for knob, values in target.knob_values.items():
             for v in values:
                 add(Point("sweep", base, f"runtime.{knob}", str(v), g0, replace(default, **{knob: v})))

@@ -93,7 +93,8 @@ def hints_yaml(space: str, target: str, removals: list[dict[str, Any]]) -> str:
     """The ``space_hints.yaml`` text for ``removals`` (see :func:`flightco.cost_shape.dominated_choices`)."""
     import yaml
 
-    items = [{"field": r["field"], "value": _yaml_value(r["value"]), "dominated_by": _yaml_value(r["dominated_by"]),
+    items = [{"field": r["field"], "value": _yaml_value(r["value"], r["field"]),
+              "dominated_by": _yaml_value(r["dominated_by"], r["field"]),
               "evidence": r["evidence"]} for r in removals]
     head = (f"# Choices of space {space!r} dominated on {target}: a larger choice of the same option costs no more\n"
             "# (within the measured noise) on every base network swept. Apply with `space_hints: <this file>`\n"
@@ -101,6 +102,6 @@ def hints_yaml(space: str, target: str, removals: list[dict[str, Any]]) -> str:
     return head + yaml.safe_dump({"space": space, "target": target, "remove": items}, sort_keys=False, width=120)
 
 
-def _yaml_value(v: Any) -> Any:
+def _yaml_value(v: Any, field: str) -> Any:
     n = _normal(v)
-    return "float" if n == FLOAT_BITS else n
+    return "float" if n == FLOAT_BITS and field.startswith("precision.") else n

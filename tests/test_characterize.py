@@ -152,3 +152,14 @@ def test_builder_graph_matches_flightco_export(tmp_path):
         _session(path, 1, opt)
         ops.append(collections.Counter(n.op_type for n in onnx.load(str(opt)).graph.node))
     assert ops[0] == ops[1]
+
+
+def test_hint_values_of_32_are_float_only_for_bit_widths():
+    """32 channels is a width, not "float" (a bit-width of 32 is float); the written hints say so."""
+    from flightco.space_hints import hints_yaml
+
+    text = hints_yaml("mobilenet", "onnxruntime", [
+        {"field": "stages[2].channels", "value": "32", "dominated_by": "48", "evidence": "e"},
+        {"field": "precision.first_last_bits", "value": "8", "dominated_by": "float", "evidence": "e"}])
+    remove = yaml.safe_load(text)["remove"]
+    assert remove[0]["value"] == 32 and remove[1]["dominated_by"] == "float"
