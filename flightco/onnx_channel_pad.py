@@ -83,9 +83,28 @@ def _pad0(a: np.ndarray, pad: int, axis: int, edge: bool = False) -> np.ndarray:
     return np.pad(a, widths, mode="edge") if edge else np.pad(a, widths)
 
 
+def _pad_real_zeros(q: np.ndarray, pad: int, axis: int, zp: np.ndarray | None) -> np.ndarray:
+    """Pad integer weights ``q`` by ``pad`` along ``axis`` with codes whose real value is 0: the
+    zero point (uint8 8-bit weights have 128; a per-channel zero point runs along axis 0, so new
+    output channels take the last channel's and new input channels each row's own)."""
+    out = _pad0(q, pad, axis)
+    if zp is None or not np.any(zp != 0):
+        return out
+    z = np.asarray(zp).reshape(-1)
+    index = [slice(None)] * q.ndim
+    index[axis] = slice(q.shape[axis], None)
+    if z.size == 1:
+        out[tuple(index)] = z[0]
+    elif axis == 0:
+        out[tuple(index)] = z[-1]
+    else:
+        out[tuple(index)] = z.reshape([-1] + [1] * (q.ndim - 1))
+    return out
+
+
 def _pad_channel_constant(g: _Graph, conv: onnx.NodeProto, index: int, pad: int, axis: int, channels: int) -> None:
     """Pad input ``index`` of ``conv`` (weight or bias, constant or DQ of a constant) by ``pad``
-    zeros along ``axis``; a per-channel DQ's scale and zero point repeat their last channel's. New
+    real zeros along ``axis``; a per-channel DQ's scale and zero point repeat their last channel's. New
     constants are written (Brevitas shares zero-point constants between layers)."""
     found = g.weight(conv, index)
     if found is None:
@@ -94,7 +113,8 @@ def _pad_channel_constant(g: _Graph, conv: onnx.NodeProto, index: int, pad: int,
     if dq is None:
         conv.input[index] = _add_constant(g.graph, f"{conv.input[index]}_padded", _pad0(value, pad, axis))
         return
-    dq.input[0] = _add_constant(g.graph, f"{dq.input[0]}_padded", _pad0(value, pad, axis))
+    zp = g.values.get(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else None
+    dq.input[0] = _add_constant(g.graph, f"{dq.input[0]}_padded", _pad_real_zeros(value, pad, axis, zp))
     if axis == 0:  # per output channel: the DQ's scale / zero point are per channel too (or scalars)
         for j in (1, 2):  # scales repeat the last channel's (onnxruntime fuses an int32 bias only if its
             # scale is input scale x weight scale, channel by channel); zero points are 0 there

@@ -20,6 +20,28 @@ def _groups(path):
             for a in n.attribute if a.name == "group" and a.i > 1]
 
 
+def _real_weights(path):
+    """Each conv's dequantized weight, in graph order."""
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    values = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    out = []
+    for n in m.graph.node:
+        if n.op_type != "Conv":
+            continue
+        dq = producer.get(n.input[1])
+        if dq is None:
+            out.append(values[n.input[1]].astype(np.float64))
+            continue
+        q, s = values[dq.input[0]].astype(np.float64), values[dq.input[1]].astype(np.float64)
+        z = values[dq.input[2]].astype(np.float64) if len(dq.input) > 2 else np.zeros(())
+        shape = [-1] + [1] * (q.ndim - 1)
+        out.append((q - z.reshape(shape if z.size > 1 else ())) * s.reshape(shape if s.size > 1 else ()))
+    return out
+
+
 def test_int8_weights_are_exact_only_where_the_kernels_accumulate_in_32_bits():
     assert not int8_weights_exact("x86_64", {"avx2", "fma"})  # vpmaddubsw: saturating 16-bit pairs
     assert not int8_weights_exact("x86_64", {"avx2", "avx512f", "avx512bw"})
@@ -39,6 +61,8 @@ def test_padding_depthwise_channels_is_exact_and_keeps_every_integer_kernel(tmp_
     space = SearchSpace.load(SPACE)
     checked = 0
     for genome in sample_genomes(space, 12, 3):
+        if w8_type == "uint8":  # every weight 8-bit: uint8 with zero point 128, whose padding must be 128
+            genome = genome.with_uniform_bits(8)
         plain, padded = tmp_path / "plain.onnx", tmp_path / "padded.onnx"
         build_onnx(genome, plain, w8_type=w8_type, pad_depthwise=False)
         if all(g % DEPTHWISE_CHANNEL_ALIGN == 0 for g in _groups(plain)):
@@ -47,6 +71,10 @@ def test_padding_depthwise_channels_is_exact_and_keeps_every_integer_kernel(tmp_
         before, after = _groups(plain), _groups(padded)
         assert after != before and len(after) == len(before)
         assert all(b <= a < b + DEPTHWISE_CHANNEL_ALIGN for a, b in zip(after, before))
+        for a, b in zip(_real_weights(plain), _real_weights(padded)):  # padding adds real zeros only
+            core = b[tuple(slice(0, n) for n in a.shape)]
+            np.testing.assert_array_equal(core, a)
+            assert np.count_nonzero(b) == np.count_nonzero(a)
         x = np.random.default_rng(0).standard_normal((8, genome.in_channels, genome.resolution, genome.resolution)).astype(np.float32)
         for reference in (True, False):
             a = session(plain, reference=reference).run(None, {"input": x})[0]
