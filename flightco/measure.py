@@ -19,6 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -189,7 +190,8 @@ def _export(model, x, path: Path, fmt: str = "onnx-int") -> None:
 def measure_layers(layers: list[LayerWorkload], threads: int, warmup: int = 10, repeats: int = 50,
                    progress: Callable[[int], None] | None = None, fmt: str = "onnx-int",
                    runtime: str = "onnxruntime", rounds: int = ROUNDS, tolerance: float = 0.03,
-                   max_rounds: int = 3 * ROUNDS, seed: int = 0) -> Iterator[MeasuredLayer]:
+                   max_rounds: int = 3 * ROUNDS, seed: int = 0, statistic: str = "block-median",
+                   wait_quiet_s: float = 0.0) -> Iterator[MeasuredLayer]:
     """Build, export (as ``fmt``: by default the integer form ``flightco export`` writes, so
     quantized layers are timed as the QLinearConv kernels onnxruntime runs; sub-8-bit layers
     run on the same 8-bit kernels) and time each kernel at batch 1; yields one measurement per
@@ -223,7 +225,8 @@ def measure_layers(layers: list[LayerWorkload], threads: int, warmup: int = 10, 
             kernels.append(kernel)
             if progress:
                 progress(i + 1)
-        best, gaps = interleaved_timing(sessions, feeds, warmup, repeats, rounds, tolerance, max_rounds, seed)
+        best, gaps = interleaved_timing(sessions, feeds, warmup, repeats, rounds, tolerance, max_rounds, seed,
+                                        statistic=statistic, wait_quiet_s=wait_quiet_s)
         for layer, ms, gap, kernel in zip(layers, best, gaps, kernels):
             notes = {"executed_kernel": kernel}
             if np.isfinite(gap):
@@ -290,7 +293,8 @@ reports can put the measurement's own noise next to a predictor's error."""
 
 def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repeats: int = 100, rounds: int = ROUNDS,
                      seed: int = 0, progress: Callable[[int], None] | None = None, tolerance: float = 0.03,
-                     max_rounds: int = 3 * ROUNDS, fmt: str = "onnx-int", runtime: str = "onnxruntime") -> list[float]:
+                     max_rounds: int = 3 * ROUNDS, fmt: str = "onnx-int", runtime: str = "onnxruntime",
+                     statistic: str = "block-median", wait_quiet_s: float = 0.0) -> list[float]:
     """Batch-1 latency (ms) of several networks (exported as ``fmt``), timed together in
     interleaved passes with noisy timings rejected (:func:`interleaved_timing`), so that networks
     measured together (a calibration set and a validation set, say) are compared under the same
@@ -306,7 +310,8 @@ def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repe
                 progress(i + 1)
         best, gaps = interleaved_timing(
             sessions, feeds, warmup, repeats, rounds, tolerance, max_rounds, seed,
-            after_pass=(lambda r: progress(len(genomes) * (min(r, rounds) + 1))) if progress else None)
+            after_pass=(lambda r: progress(len(genomes) * (min(r, rounds) + 1))) if progress else None,
+            statistic=statistic, wait_quiet_s=wait_quiet_s)
     finite = [g for g in gaps if np.isfinite(g)]
     LAST_SPREAD.clear()
     if finite:
@@ -315,36 +320,127 @@ def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repe
     return best
 
 
+LAST_BACKGROUND: dict[str, Any] = {}
+"""Other processes' load during the latest :func:`interleaved_timing` call, in busy cores
+(``mean_cores`` over the whole timing; ``kept_cores``: mean over the stretches each session's
+kept timing came from; ``busy_share``: share of stretches rejected as busy spells; ``rounds``:
+passes run; ``cores``: CPUs available), so that a report can say whether it timed a quiet machine."""
+
+STATISTICS = ("block-median", "lowest")
+"""How one pass reduces its timed runs: ``block-median`` (:func:`time_session`, the lowest of 5
+block medians: averages ordinary jitter) or ``lowest`` (:func:`time_session_lowest`, the fastest
+single run: the run most likely to have had the core and its caches to itself)."""
+
+
+SPELL_WINDOW_S = 0.2
+"""Timings are grouped into stretches of at least this long, each with the other processes' load
+read over it: long enough for the kernel's clock ticks (see :class:`LoadMeter`), short against
+the seconds-long phases of a training job (train, evaluate, export) running beside it."""
+
+
+def busy_spell_limit(stretch_loads: list[float]) -> float:
+    """Busy cores above which a stretch of timing was a busy spell: the measurement's quiet
+    stretches (10th percentile of all its stretches) plus ``SPELL_MARGIN``; ``inf`` if unknown."""
+    from flightco.machine_load import SPELL_MARGIN
+
+    finite = [x for x in stretch_loads if np.isfinite(x)]
+    return float(np.percentile(finite, 10)) + SPELL_MARGIN if finite else float("inf")
+
+
+def counted_timings(times: list[float], loads: list[float], limit: float) -> list[float]:
+    """The timings of one session that count: those not taken in a busy spell (load above
+    ``limit``; an unknown load counts), or all of them if every one was."""
+    quiet = [t for t, load in zip(times, loads) if not load > limit]
+    return quiet or list(times)
+
+
 def interleaved_timing(sessions: list, feeds: list[dict[str, np.ndarray]], warmup: int, repeats: int,
                        rounds: int = ROUNDS, tolerance: float = 0.03, max_rounds: int = 3 * ROUNDS, seed: int = 0,
-                       after_pass: Callable[[int], None] | None = None) -> tuple[list[float], list[float]]:
+                       after_pass: Callable[[int], None] | None = None, statistic: str = "block-median",
+                       wait_quiet_s: float = 0.0) -> tuple[list[float], list[float]]:
     """``(ms, gap)`` per session: its quietest of several interleaved timing passes, and the
-    relative gap between its two quietest passes (``inf`` with one pass).
+    relative gap between its two quietest passes (``inf`` with fewer than two).
 
     Each pass times every session (:func:`time_session`) in a new random order, so a slow spell
     of the machine touches every session a little instead of a few sessions a lot, and sessions
     timed together (calibration and validation sets, a layer table) see the same conditions.
-    After ``rounds`` passes, a session whose two quietest passes still differ by more than
-    ``tolerance`` was never timed on a quiet machine: it gets further passes (up to
-    ``max_rounds`` in all) until two agree."""
+
+    Busy spells are rejected: timings are grouped into stretches of ``SPELL_WINDOW_S`` with the
+    other processes' load read over each (:mod:`flightco.machine_load`), and a timing taken in a
+    stretch busier than the measurement's quiet stretches (10th percentile + ``SPELL_MARGIN``
+    cores) does not count while the session has others. Under a steady load every stretch is
+    alike and all count; under a job that comes and goes (a search training, then evaluating)
+    a session timed only in its busy phases would otherwise keep a slow timing whose passes agree.
+
+    After ``rounds`` passes, a session whose two quietest counted passes still differ by more
+    than ``tolerance`` (or that has fewer than two) gets further passes, up to ``max_rounds`` in
+    all. Loads are summarised in ``LAST_BACKGROUND``; with ``wait_quiet_s``, each pass first waits
+    up to that long for the machine to go quiet."""
+    from flightco.machine_load import LoadMeter, cores, wait_for_quiet
+
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
     rng = np.random.default_rng(seed)
     passes: list[list[float]] = [[] for _ in sessions]
+    loads: list[list[float]] = [[] for _ in sessions]  # other processes' busy cores around each timing
+    stretch_loads: list[float] = []
+
+    def counted(i: int) -> list[float]:
+        return counted_timings(passes[i], loads[i], busy_spell_limit(stretch_loads))
 
     def gap(i: int) -> float:
-        b = sorted(passes[i])
+        b = sorted(counted(i))
         return (b[1] - b[0]) / b[0] if len(b) > 1 else float("inf")
 
     todo = list(range(len(sessions)))
     r = 0
+    whole, stretch = LoadMeter(), LoadMeter()
+    pending: list[tuple[int, int]] = []  # (session, timing) pairs of the open stretch
+
+    def close_stretch() -> None:
+        load = stretch.read()
+        stretch_loads.append(load)
+        for i, k in pending:
+            loads[i][k] = load
+        pending.clear()
+        stretch.start()
+
     while todo and r < max(rounds, max_rounds):
+        if wait_quiet_s > 0:
+            if pending:
+                close_stretch()
+            wait_for_quiet(wait_quiet_s)
+            stretch.start()
         for i in rng.permutation(todo):
-            passes[i].append(time_session(sessions[i], feeds[i], warmup, repeats))
+            if statistic == "lowest":
+                passes[i].append(time_session_lowest(sessions[i], feeds[i], warmup, repeats))
+            else:
+                passes[i].append(time_session(sessions[i], feeds[i], warmup, repeats))
+            loads[i].append(float("nan"))  # known once its stretch closes; stretches span passes
+            pending.append((i, len(loads[i]) - 1))
+            if stretch.seconds >= SPELL_WINDOW_S:
+                close_stretch()
+        if stretch.seconds >= SPELL_WINDOW_S / 2:
+            close_stretch()
         r += 1
         if after_pass:
             after_pass(r)
         if r >= rounds:
             todo = [i for i in todo if gap(i) > tolerance]
-    return [min(p) for p in passes], [gap(i) for i in range(len(sessions))]
+    if pending:
+        close_stretch()
+    best = [min(counted(i)) for i in range(len(sessions))]
+    kept = [loads[i][passes[i].index(best[i])] for i in range(len(sessions))]
+    LAST_BACKGROUND.clear()
+    LAST_BACKGROUND["cores"] = float(cores())
+    mean = whole.read()
+    if np.isfinite(mean):
+        limit = busy_spell_limit(stretch_loads)
+        finite = [x for x in stretch_loads if np.isfinite(x)]
+        LAST_BACKGROUND.update(mean_cores=float(mean), kept_cores=float(np.nanmean(kept)) if kept else float(mean),
+                               busy_share=float(np.mean([x > limit for x in finite])) if finite else 0.0,
+                               rounds=float(r))
+    return best, [gap(i) for i in range(len(sessions))]
 
 
 # ---- whole networks from ONNX files: latency and peak memory (network tables) ---------------

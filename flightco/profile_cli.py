@@ -32,8 +32,34 @@ def _write_profile(path: Path, data: dict, option: str = "--out") -> None:
     write_output(path, option, lambda tmp: tmp.write_text(text))
 
 
+WAIT_QUIET_HELP = ("Before each timing pass, wait up to this many seconds for other processes to use under "
+                   "a quarter of a core (0: do not wait; the load is always read and reported).")
+
+
+def _background_check(what: str) -> dict[str, float]:
+    """Say, on stderr, whether the timing just taken ran beside other work; returns the figures
+    (``background_cores``, ``cores``) to store next to the results."""
+    from flightco.cli import err_console
+    from flightco.machine_load import QUIET_CORES
+    from flightco.measure import LAST_BACKGROUND
+
+    if "mean_cores" not in LAST_BACKGROUND:
+        err_console.print(f"note: could not read the machine's load while timing {what} (no /proc)")
+        return {}
+    busy, cores = LAST_BACKGROUND["mean_cores"], LAST_BACKGROUND["cores"]
+    spells = LAST_BACKGROUND.get("busy_share", 0.0)
+    if busy >= QUIET_CORES:
+        err_console.print(f"[yellow]warning:[/] other processes kept {busy:.2f} of {cores:.0f} cores busy while "
+                          f"timing {what} ({100 * spells:.0f}% of it in busy spells, whose timings did not count "
+                          "where quieter ones existed): the figures are a busy machine's (noisier, and slower by "
+                          "an amount that moves with the load); time on a quiet machine or pass --wait-quiet SECONDS",
+                          soft_wrap=True)
+    return {"background_cores": round(busy, 3), "cores": int(cores), "busy_spell_share": round(spells, 3)}
+
+
 def _predict_and_measure(prof, space: Path, networks: int, seed: int, threads: int,
-                         transient: bool = False, runtime: str = "onnxruntime") -> tuple[list[float], list[float]]:
+                         transient: bool = False, runtime: str = "onnxruntime",
+                         wait_quiet_s: float = 0.0) -> tuple[list[float], list[float]]:
     """Predicted and measured batch-1 latency (ms) of ``networks`` random networks of ``space``."""
     from rich.progress import Progress
 
@@ -47,7 +73,7 @@ def _predict_and_measure(prof, space: Path, networks: int, seed: int, threads: i
     with Progress(console=console, transient=transient) as progress:
         task = progress.add_task(f"exporting {networks} networks, then timing them in {ROUNDS} interleaved passes",
                                  total=networks * (ROUNDS + 1))
-        true = measure_networks(genomes, threads, rounds=ROUNDS, seed=seed, runtime=runtime,
+        true = measure_networks(genomes, threads, rounds=ROUNDS, seed=seed, runtime=runtime, wait_quiet_s=wait_quiet_s,
                                 progress=lambda i: progress.update(task, completed=i))
     return pred, true
 
@@ -58,7 +84,7 @@ def _table_metadata(path: Path) -> dict[str, str]:
 
     with open(path, newline="") as fh:
         first = next(csv.DictReader(fh), {}) or {}
-    keys = ("runtime_version", "threads", "elementwise_ns_per_element", "session_overhead_ms")
+    keys = ("runtime_version", "threads", "elementwise_ns_per_element", "session_overhead_ms", "background_cores", "cores")
     return {k: first[k] for k in keys if first.get(k)}
 
 
@@ -97,7 +123,9 @@ def fit(
         data = profile_yaml(name or out.stem, kind, rows, runtime_spec, bits, 32,
                             float(meta.get("elementwise_ns_per_element", 1.0) or 1.0),
                             float(meta.get("session_overhead_ms", 0.0) or 0.0),
-                            description=f"{kind} profile fitted on {len(rows)} rows of {measurements.name}",
+                            description=f"{kind} profile fitted on {len(rows)} rows of {measurements.name}"
+                            + (f" (timed while other processes kept {meta['background_cores']} of {meta.get('cores', '?')} cores busy)"
+                               if meta.get("background_cores") else ""),
                             base=base_data)
         _write_profile(out, data)  # validated (rows fitted) before anything is written
         typer.echo(f"wrote {out} ({kind}, {len(rows)} rows)")
@@ -209,6 +237,7 @@ def measure(
     threads: str = typer.Option("1", "--threads", help="Thread counts to measure, comma-separated (e.g. 1,2)."),
     repeats: int = typer.Option(100, "--repeats", min=3, help="Timed runs per layer after 20 warm-up runs (the lowest median of 5 blocks is kept)."),
     seed: int = typer.Option(0, "--seed"),
+    wait_quiet: float = typer.Option(0.0, "--wait-quiet", min=0.0, help=WAIT_QUIET_HELP),
 ) -> None:
     """Time single fused layers sampled from SPACE in onnxruntime (batch 1, as exported by flightco)."""
     try:
@@ -233,13 +262,15 @@ def measure(
             path = out if len(thread_counts) == 1 else out.with_name(f"{out.stem}.t{t}{out.suffix}")
             with Progress(console=console) as progress:
                 task = progress.add_task(f"timing {len(sampled)} layers, {t} thread(s)", total=len(sampled))
-                rows = list(measure_layers(sampled, t, warmup=20, repeats=repeats, runtime=runtime,
+                rows = list(measure_layers(sampled, t, warmup=20, repeats=repeats, runtime=runtime, wait_quiet_s=wait_quiet,
                                           progress=lambda i, task=task: progress.update(task, completed=i)))
+            load = _background_check(f"{len(rows)} layers")
             ns = measure_elementwise_ns(t)
             overhead = measure_session_overhead_ms(t)
             version = ort.__version__ if runtime == "onnxruntime" else _runtime_version(runtime)
             write_table(path, rows, {"runtime": runtime, "runtime_version": version, "threads": t,
-                                     "elementwise_ns_per_element": f"{ns:.4g}", "session_overhead_ms": f"{overhead:.4g}"})
+                                     "elementwise_ns_per_element": f"{ns:.4g}", "session_overhead_ms": f"{overhead:.4g}",
+                                     **{k: str(v) for k, v in load.items()}})
             console.print(f"wrote {path} ({len(rows)} layers, {runtime} {version}, {t} thread(s))")
     except FlightcoError as exc:
         _fail(exc)
@@ -255,6 +286,7 @@ def validate(
     seed: int = typer.Option(1, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object, keys as `profile eval --json`."),
     record: bool = typer.Option(False, "--record", help="Also store the figures in PROFILE's `validation:` block."),
+    wait_quiet: float = typer.Option(0.0, "--wait-quiet", min=0.0, help=WAIT_QUIET_HELP),
 ) -> None:
     """Predict and measure whole random networks end to end; report the prediction accuracy.
 
@@ -269,12 +301,18 @@ def validate(
 
         _check_runtime(runtime)
         prof = load_profile(profile)
-        pred, true = _predict_and_measure(prof, space, networks, seed, threads, transient=as_json, runtime=runtime)
+        pred, true = _predict_and_measure(prof, space, networks, seed, threads, transient=as_json, runtime=runtime,
+                                          wait_quiet_s=wait_quiet)
         report = {"latency_ms": accuracy_report(np.array(pred), np.array(true))}
         from flightco.measure import LAST_SPREAD
 
         if LAST_SPREAD:
             report["latency_ms"]["measurement_spread_pct"] = LAST_SPREAD["median_pct"]
+        report["latency_ms"].update(_background_check(f"{networks} networks"))
+        from flightco.hw.accuracy import share_interval
+
+        r = report["latency_ms"]
+        r["acc10_ci95"] = [round(x, 4) for x in share_interval(r["acc10"], r["n"])]
         if record:
             _record(profile, f"{runtime} whole networks of {space.name}", report, networks=networks,
                     threads=threads, seed=seed)
@@ -286,8 +324,12 @@ def validate(
         from flightco.hw.accuracy import format_report
 
         r = report["latency_ms"]
-        spread = (f"  (measurement spread: median {r['measurement_spread_pct']:.1f}% between passes)"
-                  if "measurement_spread_pct" in r else "")
+        notes = [f"95% interval of the ±10% share: {100 * r['acc10_ci95'][0]:.0f}-{100 * r['acc10_ci95'][1]:.0f}%"]
+        if "measurement_spread_pct" in r:
+            notes.append(f"measurement spread: median {r['measurement_spread_pct']:.1f}% between passes")
+        if "background_cores" in r:
+            notes.append(f"other processes: {r['background_cores']:.2f} of {r['cores']} cores busy")
+        spread = f"  ({'; '.join(notes)})"
         console.print(f"latency_ms over {r['n']} networks: {format_report(r)}{spread}")
     except FlightcoError as exc:
         _fail(exc)
@@ -302,8 +344,13 @@ def calibrate(
     threads: int = typer.Option(1, "--threads", min=1),
     seed: int = typer.Option(2, "--seed", help="Use a different seed from `validate`, so validation networks stay unseen."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the calibrated profile here instead."),
+    wait_quiet: float = typer.Option(0.0, "--wait-quiet", min=0.0, help=WAIT_QUIET_HELP),
 ) -> None:
-    """Fit a whole-network correction (scale, offset) from a few measured networks."""
+    """Fit a whole-network correction (scale, offset) from a few measured networks.
+
+    The correction absorbs what isolated kernels miss (fusion, one session call per network), and
+    on a busy machine also that load's slowdown: calibrate where the profile will be used, and
+    under the same conditions as the layer table (the load is read and stored with the fit)."""
     try:
         import numpy as np
 
@@ -320,10 +367,11 @@ def calibrate(
         # predict with the correction off; the file itself is only written once the fit is done
         prof = profile_from_data({**data, "network_scale": 1.0, "network_offset_ms": 0.0}, str(profile))
         overhead = prof.spec.session_overhead_ms
-        pred, true = _predict_and_measure(prof, space, networks, seed, threads, runtime=runtime)
+        pred, true = _predict_and_measure(prof, space, networks, seed, threads, runtime=runtime, wait_quiet_s=wait_quiet)
+        load = _background_check(f"{networks} networks")
         scale, offset = fit_network_calibration(np.array(pred) - overhead, np.array(true) - overhead)
         data.update({"network_scale": scale, "network_offset_ms": offset,
-                     "network_calibration": {"networks": networks, "seed": seed, "threads": threads}})
+                     "network_calibration": {"networks": networks, "seed": seed, "threads": threads, **load}})
         target = out or profile
         _write_profile(target, data)
         console.print(f"wrote {target}: whole network = {scale:.4g} x kernels + {offset * 1e3:.1f} us (+ {overhead * 1e3:.1f} us per call)")
@@ -463,8 +511,14 @@ def show(
             tools = ", ".join(f"{k} {v}" for k, v in (rec.get("tools") or {}).items() if k != "python")
             for metric, r in (rec.get("metrics") or {}).items():
                 rho = r.get("spearman")
-                table.add_row(str(rec.get("against", "?")), metric, str(r.get("n", "")),
-                              "n/a" if rho is None else f"{rho:.3f}", f"{100 * r.get('acc10', 0):.1f}%",
+                within = f"{100 * r.get('acc10', 0):.1f}%"
+                if r.get("acc10_ci95"):
+                    within += f" ({100 * r['acc10_ci95'][0]:.0f}-{100 * r['acc10_ci95'][1]:.0f}%)"
+                against = str(rec.get("against", "?"))
+                if "background_cores" in r:  # timed beside other work: say so where the figure is read
+                    against += f" ({r['background_cores']:.2f} busy cores beside)"
+                table.add_row(against, metric, str(r.get("n", "")),
+                              "n/a" if rho is None else f"{rho:.3f}", within,
                               f"{r.get('mape', float('nan')):.1f}%", str(rec.get("date", "")), tools)
         console.print(table)
     except FlightcoError as exc:

@@ -123,12 +123,18 @@ def test_measure_fit_validate_on_onnxruntime(tmp_path, cli):
     assert "timing_spread_pct" in header
     spreads = [float(r["timing_spread_pct"]) for r in csv.DictReader(table.read_text().splitlines())]
     assert len(spreads) == 12 and all(s >= 0 for s in spreads)
+    # the other processes' load while timing is read and kept with the table
+    assert "background_cores" in header
+    assert all(float(r["background_cores"]) >= 0 for r in csv.DictReader(table.read_text().splitlines()))
     prof = tmp_path / "ort.yaml"
     assert cli("profile", "fit", table, "--out", prof).returncode == 0
     proc = cli("profile", "validate", prof, "--runtime", "onnxruntime", "--space", SPACE, "--networks", 2, "--json")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout.strip().splitlines()[-1])["latency_ms"]
     assert r["n"] == 2 and r["mape"] >= 0
+    assert r["background_cores"] >= 0 and r["cores"] >= 1
+    lo, hi = r["acc10_ci95"]
+    assert 0 <= lo <= r["acc10"] <= hi <= 1 and hi - lo > 0.3  # two networks say little
 
 
 def test_unknown_runtime_is_one_line_error(cli, tmp_path):
@@ -170,6 +176,7 @@ def test_calibrate_writes_the_correction_into_the_profile(tmp_path, cli):
     assert proc.returncode == 0, proc.stderr
     p = load_profile(prof)
     assert p.spec.network_scale > 0 and p.spec.network_calibration["networks"] == 3
+    assert p.spec.network_calibration["background_cores"] >= 0
     proc = cli("profile", "calibrate", BITFUSION, "--networks", 2)
     assert proc.returncode == 2 and "only learned or measured profiles" in proc.stderr
 

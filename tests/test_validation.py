@@ -147,3 +147,14 @@ def test_noisy_timings_are_measured_again(tmp_path):
     sess = Flaky()
     ms, spread = time_session_stats(sess, {}, warmup=0, repeats=12, blocks=3, tolerance=0.5)
     assert 0.9 < ms < 2.0 and spread <= 0.5
+
+
+def test_share_interval_is_wilsons_score_interval():
+    from flightco.hw.accuracy import share_interval
+
+    # 47 of 50 within ±10 %: the textbook Wilson 95 % interval is 83.8-97.9 %
+    lo, hi = share_interval(0.94, 50)
+    assert lo == pytest.approx(0.8378, abs=5e-4) and hi == pytest.approx(0.9794, abs=5e-4)
+    lo, hi = share_interval(1.0, 10)  # all 10: still not "100 %"
+    assert hi == 1.0 and lo == pytest.approx(0.7225, abs=5e-4)
+    assert share_interval(0.5, 0) == (0.0, 1.0)

@@ -23,6 +23,16 @@ def accuracy_report(predicted: np.ndarray, measured: np.ndarray) -> dict[str, fl
     }
 
 
+def share_interval(share: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95 % by default) of a share such as ``acc10`` measured on ``n``
+    items: 47 of 50 networks within ±10 % is 94 %, but only "84-98 %" can be claimed from 50."""
+    if n <= 0:
+        return 0.0, 1.0
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def global_scale(predicted: np.ndarray, measured: np.ndarray) -> float:
     """The one factor that best maps predictions onto measurements in relative terms (geometric
     mean of ratios): calibrates analytic profiles whose units are nominal."""
