@@ -7,11 +7,17 @@ Prints (all measured in this run, onnxruntime CPU provider, batch 1, one thread 
   3. the time to predict one network's costs vs the time to measure it.
 
 Usage: python benchmarks/ort_profile.py [--layers 200] [--networks 50] [--threads 1]
+       [--background-load 2 [--load-duty 0.5]] [--statistic lowest] [--wait-quiet 5]
+
+``--background-load N`` runs the whole benchmark beside N torch training processes
+(benchmarks/background_load.py), a busy machine that can be repeated; every figure then says
+how many cores other work kept busy while it was timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +37,18 @@ from flightco.hw.workload import workload
 from flightco.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _load() -> str:
+    from flightco.measure import LAST_BACKGROUND
+
+    if "mean_cores" not in LAST_BACKGROUND:
+        return "other processes' load unknown"
+    b = LAST_BACKGROUND
+    return (f"other processes kept {b['mean_cores']:.2f} of {b['cores']:.0f} cores busy "
+            f"({b['kept_cores']:.2f} where the kept timings were taken; {100 * b['busy_share']:.0f}% of stretches "
+            f"rejected as busy spells; {b['rounds']:.0f} passes)")
 
 
 def learned(rows, ns, overhead, scale=1.0, offset=0.0) -> LearnedProfile:
@@ -48,13 +66,33 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing passes over the networks")
     ap.add_argument("--space", default=str(ROOT / "search_spaces" / "mobilenet.yaml"))
     ap.add_argument("--save-table", default=None, help="also write the measured layer table (CSV) here")
+    ap.add_argument("--background-load", type=int, default=0, help="torch training processes to run beside it")
+    ap.add_argument("--load-threads", type=int, default=2, help="threads per background process")
+    ap.add_argument("--load-duty", type=float, default=1.0, help="share of each 2 s the background trains")
+    ap.add_argument("--statistic", default="block-median", choices=["block-median", "lowest"],
+                    help="how one timing pass reduces its runs (flightco.measure.STATISTICS)")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, help="seconds each pass may wait for a quiet machine")
     args = ap.parse_args()
+    if args.background_load:
+        from background_load import background_load
+
+        with background_load(args.background_load, args.load_threads, args.load_duty):
+            print(f"background: {args.background_load} torch training process(es), {args.load_threads} thread(s), "
+                  f"duty {args.load_duty:g}")
+            run(args)
+    else:
+        run(args)
+
+
+def run(args) -> None:
     space = SearchSpace.load(args.space)
     import onnxruntime as ort
 
     print(f"onnxruntime {ort.__version__}, {args.threads} thread(s), batch 1")
     t0 = time.perf_counter()
-    rows = list(measure_layers(sample_layers(space, args.layers, seed=0), args.threads, warmup=20, repeats=100))
+    timing = dict(statistic=args.statistic, wait_quiet_s=args.wait_quiet)
+    rows = list(measure_layers(sample_layers(space, args.layers, seed=0), args.threads, warmup=20, repeats=100, **timing))
+    layer_load = _load()
     ns = measure_elementwise_ns(args.threads)
     overhead = measure_session_overhead_ms(args.threads)
     if args.save_table:
@@ -63,7 +101,7 @@ def main() -> None:
         write_table(args.save_table, rows, {"runtime": "onnxruntime", "threads": args.threads,  # as `profile measure`
                                             "elementwise_ns_per_element": f"{ns:.4g}", "session_overhead_ms": f"{overhead:.4g}"})
     print(f"measured {len(rows)} layers in {time.perf_counter() - t0:.0f} s; add: {ns:.3g} ns/element; "
-          f"session overhead {overhead * 1e3:.1f} us")
+          f"session overhead {overhead * 1e3:.1f} us; {layer_load}; statistic {args.statistic}")
 
     rng = np.random.default_rng(0)
     order = rng.permutation(len(rows))
@@ -83,7 +121,8 @@ def main() -> None:
     # machine cannot fall on one set only
     calib = sample_genomes(space, args.calibration_networks, seed=2)
     t = time.perf_counter()
-    both = measure_networks(calib + genomes, args.threads, rounds=args.rounds)
+    both = measure_networks(calib + genomes, args.threads, rounds=args.rounds, **timing)
+    network_load = _load()
     measure_s = (time.perf_counter() - t) / len(both)
     measured, true = np.array(both[:len(calib)]) - overhead, both[len(calib):]
     kernels = np.array([full.cost(workload(g)).latency_ms - overhead for g in calib])
@@ -103,14 +142,18 @@ def main() -> None:
     print(f"[2c] whole networks, scale-only calibration ({only:.3f}): MAPE {r['mape']:.1f}%, RMSPE {r['rmspe']:.1f}%, "
           f"within ±10%: {100 * r['acc10']:.1f}%, Spearman {'n/a' if r['spearman'] is None else format(r['spearman'], '.3f')}")
     r = accuracy_report(np.array(pred), np.array(true))
+    from flightco.hw.accuracy import share_interval
+
+    lo, hi = share_interval(r["acc10"], r["n"])
     print(f"[2b] whole networks, calibrated ({len(genomes)}), measured {np.median(true):.3f} ms median: MAPE {r['mape']:.1f}%, "
-          f"RMSPE {r['rmspe']:.1f}%, within ±10%: {100 * r['acc10']:.1f}%, Spearman {'n/a' if r['spearman'] is None else format(r['spearman'], '.3f')}")
+          f"RMSPE {r['rmspe']:.1f}%, within ±10%: {100 * r['acc10']:.1f}% (95% interval {100 * lo:.0f}-{100 * hi:.0f}%), "
+          f"Spearman {'n/a' if r['spearman'] is None else format(r['spearman'], '.3f')}")
 
     from flightco.measure import LAST_SPREAD
 
     print(f"[2d] the measurement itself: second-quietest vs quietest timing pass of each network, median "
           f"{LAST_SPREAD.get('median_pct', float('nan')):.2f}%, max {LAST_SPREAD.get('max_pct', float('nan')):.2f}%; "
-          f"{int(LAST_SPREAD.get('unsettled', 0))} network(s) never settled within 3%")
+          f"{int(LAST_SPREAD.get('unsettled', 0))} network(s) never settled within 3%; {network_load}")
 
     fresh = sample_genomes(space, 100, seed=3)
     cold_profile = learned(rows, ns, overhead, scale, offset)
