@@ -48,6 +48,15 @@ CALIBRATION_IMAGES = 512  # training images that calibrate the deploy form's add
 MEASURED_DIR = "measured"  # run-folder subfolder where exports record what they measured (pareto --measured)
 
 
+W8_STORAGE = {
+    True: "int8 (onnxruntime's fast u8 x s8 kernels; exact on x86 with AVX-512 VNNI or AVX-VNNI and on ARM64, "
+          "may saturate on AVX2-only x86: re-export with --w8-type uint8 for such CPUs)",
+    False: "uint8 with zero point 128 (exact on every CPU; onnxruntime's u8 x u8 kernels, slower than int8 where "
+           "VNNI exists)",
+}
+"""The 8-bit weight container of an ``onnx-int`` file, as the metadata and the report state it."""
+
+
 @dataclass(frozen=True)
 class ExportReport:
     file: str
@@ -75,6 +84,7 @@ class ExportReport:
     engine: dict[str, Any] | str | None = None        # tensorrt engine figures, or why none was built
     file_metrics: dict[str, float] | None = None      # the run's profiles pricing the exported file's own graph
     deployed: dict[str, Any] | None = None            # --runtime R: R's artifacts, agreement, precision, latency
+    w8_type: str | None = None                        # onnx-int: how 8-bit weights are stored, and where that is exact
 
     def markdown(self) -> str:
         lines = [
@@ -84,6 +94,8 @@ class ExportReport:
             + ("batch 1)" if self.format == "qonnx" else "dynamic batch axis)"),
             f"- precision: {self.bits}",
         ]
+        if self.w8_type:
+            lines.append(f"- 8-bit weights stored as {self.w8_type}")
         if self.preprocessing:
             p = self.preprocessing
             lines.append(f"- input: {p['layout']} float32, `(pixel / 255 - mean) / std` with mean {p['mean']}, std {p['std']} "
@@ -311,8 +323,7 @@ def export_trial(
         model, changes = write_format(model, x[:1], tmp, fmt, calib, w8_type)
         info = {"format": fmt, "trial": number, "bits": genome.bits_summary()}
         if fmt == "onnx-int":  # a file with int8 8-bit weights is exact only on CPUs whose kernels do not saturate
-            info["w8_type"] = "int8 (exact on x86 with VNNI and on ARM64)" if signed_8bit_weights(w8_type) else \
-                "uint8 zero point 128 (exact on every CPU)"
+            info["w8_type"] = W8_STORAGE[signed_8bit_weights(w8_type)]
         _write_metadata(tmp, pre, info)
         if fmt == "qonnx":
             ort_logits = run_qonnx(tmp, x_file)
@@ -360,6 +371,7 @@ def export_trial(
         file_metrics=_file_metrics(out, profiles),
         flight_terms=terms, preprocessing=pre, trained_accuracy=trained_accuracy, deploy_changes=changes,
         kernels=kernels, measured=measured, lint=lint, engine=engine, deployed=deployed,
+        w8_type=W8_STORAGE[signed_8bit_weights(w8_type)] if fmt == "onnx-int" else None,
     )
     text = json.dumps(asdict(report), indent=2) + "\n"
     json_path, md_path = report_paths(out)

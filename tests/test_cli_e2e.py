@@ -162,6 +162,11 @@ def test_default_export_is_integer_measured_and_shown_by_pareto_and_the_api(fini
     assert proc.returncode == 0, proc.stderr
     report = json.loads(Path(f"{path}.json").read_text())
     assert report["format"] == "onnx-int" and report["top1_agreement"] >= 0.995
+    # the report says how 8-bit weights are stored, chosen from this CPU's kernels (--w8-type auto)
+    from flightco.runtimes.onnxruntime import int8_weights_exact
+
+    assert report["w8_type"].startswith("int8 (" if int8_weights_exact() else "uint8 with zero point 128")
+    assert f"- 8-bit weights stored as {report['w8_type']}" in Path(f"{path}.md").read_text()
     k = report["kernels"]
     assert k["convolutions"] > 0 and k["integer_convolutions"] + len([n for n in k["not_integer"] if n["op"] == "Conv"]) == k["convolutions"]
     assert all(n["reason"] for n in k["not_integer"])
