@@ -316,14 +316,15 @@ def export_trial(
     trained_accuracy = None
     changes: dict[str, int] | None = None
     lint = engine = kernels = measured = None
+    storage = W8_STORAGE[signed_8bit_weights(w8_type)] if fmt == "onnx-int" else None
     with atomic_path(out) as tmp:
         if fmt in ("onnx-int", "tensorrt"):
             trained_accuracy = float((predict(model, data.test.x).argmax(1) == data.test.y).float().mean())
         calib = data.train.x[torch.from_numpy(verification_indices(data.train.y.numpy(), CALIBRATION_IMAGES, seed=1))]
         model, changes = write_format(model, x[:1], tmp, fmt, calib, w8_type)
         info = {"format": fmt, "trial": number, "bits": genome.bits_summary()}
-        if fmt == "onnx-int":  # a file with int8 8-bit weights is exact only on CPUs whose kernels do not saturate
-            info["w8_type"] = W8_STORAGE[signed_8bit_weights(w8_type)]
+        if storage:  # a file with int8 8-bit weights is exact only on CPUs whose kernels do not saturate
+            info["w8_type"] = storage
         _write_metadata(tmp, pre, info)
         if fmt == "qonnx":
             ort_logits = run_qonnx(tmp, x_file)
@@ -371,7 +372,7 @@ def export_trial(
         file_metrics=_file_metrics(out, profiles),
         flight_terms=terms, preprocessing=pre, trained_accuracy=trained_accuracy, deploy_changes=changes,
         kernels=kernels, measured=measured, lint=lint, engine=engine, deployed=deployed,
-        w8_type=W8_STORAGE[signed_8bit_weights(w8_type)] if fmt == "onnx-int" else None,
+        w8_type=storage,
     )
     text = json.dumps(asdict(report), indent=2) + "\n"
     json_path, md_path = report_paths(out)

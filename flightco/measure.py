@@ -380,16 +380,14 @@ def interleaved_timing(sessions: list, feeds: list[dict[str, np.ndarray]], warmu
 
     if statistic not in STATISTICS:
         raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
+    timer = time_session_lowest if statistic == "lowest" else time_session
     rng = np.random.default_rng(seed)
     passes: list[list[float]] = [[] for _ in sessions]
     loads: list[list[float]] = [[] for _ in sessions]  # other processes' busy cores around each timing
     stretch_loads: list[float] = []
 
-    def counted(i: int) -> list[float]:
-        return counted_timings(passes[i], loads[i], busy_spell_limit(stretch_loads))
-
-    def gap(i: int) -> float:
-        b = sorted(counted(i))
+    def gap(i: int, limit: float) -> float:
+        b = sorted(counted_timings(passes[i], loads[i], limit))
         return (b[1] - b[0]) / b[0] if len(b) > 1 else float("inf")
 
     todo = list(range(len(sessions)))
@@ -412,10 +410,7 @@ def interleaved_timing(sessions: list, feeds: list[dict[str, np.ndarray]], warmu
             wait_for_quiet(wait_quiet_s)
             stretch.start()
         for i in rng.permutation(todo):
-            if statistic == "lowest":
-                passes[i].append(time_session_lowest(sessions[i], feeds[i], warmup, repeats))
-            else:
-                passes[i].append(time_session(sessions[i], feeds[i], warmup, repeats))
+            passes[i].append(timer(sessions[i], feeds[i], warmup, repeats))
             loads[i].append(float("nan"))  # known once its stretch closes; stretches span passes
             pending.append((i, len(loads[i]) - 1))
             if stretch.seconds >= SPELL_WINDOW_S:
@@ -426,21 +421,22 @@ def interleaved_timing(sessions: list, feeds: list[dict[str, np.ndarray]], warmu
         if after_pass:
             after_pass(r)
         if r >= rounds:
-            todo = [i for i in todo if gap(i) > tolerance]
+            limit = busy_spell_limit(stretch_loads)
+            todo = [i for i in todo if gap(i, limit) > tolerance]
     if pending:
         close_stretch()
-    best = [min(counted(i)) for i in range(len(sessions))]
+    limit = busy_spell_limit(stretch_loads)
+    best = [min(counted_timings(passes[i], loads[i], limit)) for i in range(len(sessions))]
     kept = [loads[i][passes[i].index(best[i])] for i in range(len(sessions))]
     LAST_BACKGROUND.clear()
     LAST_BACKGROUND["cores"] = float(cores())
     mean = whole.read()
     if np.isfinite(mean):
-        limit = busy_spell_limit(stretch_loads)
         finite = [x for x in stretch_loads if np.isfinite(x)]
         LAST_BACKGROUND.update(mean_cores=float(mean), kept_cores=float(np.nanmean(kept)) if kept else float(mean),
                                busy_share=float(np.mean([x > limit for x in finite])) if finite else 0.0,
                                rounds=float(r))
-    return best, [gap(i) for i in range(len(sessions))]
+    return best, [gap(i, limit) for i in range(len(sessions))]
 
 
 # ---- whole networks from ONNX files: latency and peak memory (network tables) ---------------

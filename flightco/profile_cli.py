@@ -323,7 +323,6 @@ def validate(
             return
         from flightco.hw.accuracy import format_report
 
-        r = report["latency_ms"]
         notes = [f"95% interval of the ±10% share: {100 * r['acc10_ci95'][0]:.0f}-{100 * r['acc10_ci95'][1]:.0f}%"]
         if "measurement_spread_pct" in r:
             notes.append(f"measurement spread: median {r['measurement_spread_pct']:.1f}% between passes")
