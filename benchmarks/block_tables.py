@@ -118,7 +118,7 @@ def retime_networks(table: Path, onnx_dir: Path, threads: int) -> None:
     records = read_network_table(table)
     values = measure_onnx_networks([onnx_dir / f"{r.name}.onnx" for r in records], threads, memory=False)
     out = [NetworkRecord(r.name, r.layers, {**r.values, "latency_ms": v["latency_ms"]},
-                         {**r.notes, "latency": "lowest of 3 interleaved passes of 100 runs"})
+                         {**r.notes, "latency": "fastest run, 3+ interleaved passes of 100 runs, busy spells rejected"})
            for r, v in zip(records, values)]
     write_network_table(table, out)
     print(f"{time.strftime('%H:%M:%S')} re-timed {len(out)} networks in {table}", flush=True)

@@ -72,6 +72,9 @@ def main() -> None:
     ap.add_argument("--statistic", default="block-median", choices=["block-median", "lowest"],
                     help="how one timing pass reduces its runs (flightco.measure.STATISTICS)")
     ap.add_argument("--wait-quiet", type=float, default=0.0, help="seconds each pass may wait for a quiet machine")
+    ap.add_argument("--table-shares", type=lambda t: [float(x) for x in t.split(",") if x], default=[],
+                    help="also price the networks with profiles learned from these shares of the layer table "
+                         "(e.g. 0.5), to see what a larger table buys")
     args = ap.parse_args()
     if args.background_load:
         from background_load import background_load
@@ -148,6 +151,20 @@ def run(args) -> None:
     print(f"[2b] whole networks, calibrated ({len(genomes)}), measured {np.median(true):.3f} ms median: MAPE {r['mape']:.1f}%, "
           f"RMSPE {r['rmspe']:.1f}%, within ±10%: {100 * r['acc10']:.1f}% (95% interval {100 * lo:.0f}-{100 * hi:.0f}%), "
           f"Spearman {'n/a' if r['spearman'] is None else format(r['spearman'], '.3f')}")
+
+    # does a larger layer table buy whole-network accuracy? the same networks, the same calibration
+    # networks, priced by profiles learned from random halves of the table (one run: one machine state)
+    for share in args.table_shares:
+        n = max(6, int(round(share * len(rows))))
+        half = [rows[i] for i in order[:n]]
+        part = learned(half, ns, overhead)
+        kern = np.array([part.cost(workload(g)).latency_ms - overhead for g in calib])
+        s_, o_ = fit_network_calibration(kern, measured)
+        part = learned(half, ns, overhead, s_, o_)
+        r = accuracy_report(np.array([part.cost(workload(g)).latency_ms for g in genomes]), np.array(true))
+        lo, hi = share_interval(r["acc10"], r["n"])
+        print(f"[2e] whole networks, calibrated, layer table cut to {n} of {len(rows)} layers: MAPE {r['mape']:.1f}%, "
+              f"within ±10%: {100 * r['acc10']:.1f}% (95% interval {100 * lo:.0f}-{100 * hi:.0f}%)")
 
     from flightco.measure import LAST_SPREAD
 

@@ -291,6 +291,15 @@ LAST_SPREAD: dict[str, float] = {}
 reports can put the measurement's own noise next to a predictor's error."""
 
 
+def _record_spread(gaps: list[float], tolerance: float) -> None:
+    """Summarise the gaps between each network's two quietest passes into ``LAST_SPREAD``."""
+    finite = [g for g in gaps if np.isfinite(g)]
+    LAST_SPREAD.clear()
+    if finite:
+        LAST_SPREAD.update({"median_pct": float(np.median(finite) * 100), "max_pct": float(max(finite) * 100),
+                            "unsettled": float(sum(g > tolerance for g in finite))})
+
+
 def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repeats: int = 100, rounds: int = ROUNDS,
                      seed: int = 0, progress: Callable[[int], None] | None = None, tolerance: float = 0.03,
                      max_rounds: int = 3 * ROUNDS, fmt: str = "onnx-int", runtime: str = "onnxruntime",
@@ -312,11 +321,7 @@ def measure_networks(genomes: list[Genome], threads: int, warmup: int = 20, repe
             sessions, feeds, warmup, repeats, rounds, tolerance, max_rounds, seed,
             after_pass=(lambda r: progress(len(genomes) * (min(r, rounds) + 1))) if progress else None,
             statistic=statistic, wait_quiet_s=wait_quiet_s)
-    finite = [g for g in gaps if np.isfinite(g)]
-    LAST_SPREAD.clear()
-    if finite:
-        LAST_SPREAD.update({"median_pct": float(np.median(finite) * 100), "max_pct": float(max(finite) * 100),
-                            "unsettled": float(sum(g > tolerance for g in finite))})
+    _record_spread(gaps, tolerance)
     return best
 
 
@@ -357,7 +362,7 @@ def counted_timings(times: list[float], loads: list[float], limit: float) -> lis
 def interleaved_timing(sessions: list, feeds: list[dict[str, np.ndarray]], warmup: int, repeats: int,
                        rounds: int = ROUNDS, tolerance: float = 0.03, max_rounds: int = 3 * ROUNDS, seed: int = 0,
                        after_pass: Callable[[int], None] | None = None, statistic: str = "block-median",
-                       wait_quiet_s: float = 0.0) -> tuple[list[float], list[float]]:
+                       wait_quiet_s: float = 0.0, elapsed: list[float] | None = None) -> tuple[list[float], list[float]]:
     """``(ms, gap)`` per session: its quietest of several interleaved timing passes, and the
     relative gap between its two quietest passes (``inf`` with fewer than two).
 
@@ -375,7 +380,8 @@ def interleaved_timing(sessions: list, feeds: list[dict[str, np.ndarray]], warmu
     After ``rounds`` passes, a session whose two quietest counted passes still differ by more
     than ``tolerance`` (or that has fewer than two) gets further passes, up to ``max_rounds`` in
     all. Loads are summarised in ``LAST_BACKGROUND``; with ``wait_quiet_s``, each pass first waits
-    up to that long for the machine to go quiet."""
+    up to that long for the machine to go quiet. ``elapsed``, if given, accumulates each
+    session's seconds of timing (for budgets)."""
     from flightco.machine_load import LoadMeter, cores, wait_for_quiet
 
     if statistic not in STATISTICS:
@@ -410,7 +416,10 @@ def interleaved_timing(sessions: list, feeds: list[dict[str, np.ndarray]], warmu
             wait_for_quiet(wait_quiet_s)
             stretch.start()
         for i in rng.permutation(todo):
+            t0 = time.perf_counter()
             passes[i].append(timer(sessions[i], feeds[i], warmup, repeats))
+            if elapsed is not None:
+                elapsed[i] += time.perf_counter() - t0
             loads[i].append(float("nan"))  # known once its stretch closes; stretches span passes
             pending.append((i, len(loads[i]) - 1))
             if stretch.seconds >= SPELL_WINDOW_S:
@@ -492,14 +501,18 @@ def time_session_lowest(sess, feeds: dict[str, np.ndarray], warmup: int, repeats
 
 def measure_onnx_networks(paths: list[Path], threads: int, warmup: int = 20, repeats: int = 100,
                           rounds: int = ROUNDS, seed: int = 0, memory: bool = True,
-                          progress: Callable[[int], None] | None = None) -> list[dict[str, float]]:
+                          progress: Callable[[int], None] | None = None, tolerance: float = 0.03,
+                          max_rounds: int = 3 * ROUNDS, wait_quiet_s: float = 0.0) -> list[dict[str, float]]:
     """Batch-1 latency (ms) and, with ``memory``, peak heap memory (KB) of ONNX files.
 
-    Latency: ``rounds`` interleaved passes over the networks, each network keeping its lowest run
-    (:func:`time_session_lowest`: the estimator that survives a heavily loaded machine). Memory: :func:`peak_memory_kb`, one fresh process per file. Each result also
-    holds ``measure_s``, the seconds spent measuring that network (for budgets).
+    Latency: interleaved passes over the networks (:func:`interleaved_timing`: busy spells
+    rejected, further passes until two agree within ``tolerance``), each pass keeping a network's
+    lowest run (:func:`time_session_lowest`: the estimator that survives a heavily loaded
+    machine); the load and spread are left in ``LAST_BACKGROUND`` and ``LAST_SPREAD``. Memory:
+    :func:`peak_memory_kb`, one fresh process per file. Each result also holds ``measure_s``, the
+    seconds spent measuring that network (for budgets), and ``spread_pct``, the gap between its
+    two quietest passes.
     """
-    rng = np.random.default_rng(seed)
     sessions, feeds, seconds = [], [], []
     for p in paths:
         t = time.perf_counter()
@@ -507,19 +520,18 @@ def measure_onnx_networks(paths: list[Path], threads: int, warmup: int = 20, rep
         sessions.append(sess)
         feeds.append(_random_feeds(sess))
         seconds.append(time.perf_counter() - t)
-    best = [float("inf")] * len(paths)
-    done = 0
-    for _ in range(rounds):
-        for i in rng.permutation(len(paths)):
-            t = time.perf_counter()
-            best[i] = min(best[i], time_session_lowest(sessions[i], feeds[i], warmup, repeats))
-            seconds[i] += time.perf_counter() - t
-            done += 1
-            if progress:
-                progress(done)
+    n = len(paths)
+    best, gaps = interleaved_timing(
+        sessions, feeds, warmup, repeats, rounds, tolerance, max_rounds, seed,
+        after_pass=(lambda r: progress(n * min(r, rounds))) if progress else None,
+        statistic="lowest", wait_quiet_s=wait_quiet_s, elapsed=seconds)
+    _record_spread(gaps, tolerance)
+    done = n * rounds
     out = []
     for i, p in enumerate(paths):
         values = {"latency_ms": best[i]}
+        if np.isfinite(gaps[i]):
+            values["spread_pct"] = 100 * gaps[i]
         if memory:
             t = time.perf_counter()
             values["memory_kb"] = peak_memory_kb(Path(p), threads)

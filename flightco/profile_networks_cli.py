@@ -17,7 +17,7 @@ from typing import Any, Optional
 import typer
 
 from flightco.errors import FlightcoError, ProfileError
-from flightco.profile_cli import _fail, app
+from flightco.profile_cli import WAIT_QUIET_HELP, _background_check, _fail, app
 
 
 def _json_safe(obj: Any) -> Any:
@@ -63,10 +63,14 @@ def measure_networks_cmd(
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Also measure each session's peak heap memory (a fresh process per network)."),
     seed: int = typer.Option(0, "--seed", help="Which random networks."),
     runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime to measure (onnxruntime)."),
+    wait_quiet: float = typer.Option(0.0, "--wait-quiet", min=0.0, help=WAIT_QUIET_HELP),
 ) -> None:
     """Measure whole networks in onnxruntime (batch 1) and write a network table.
 
-    Latency: 3 interleaved timing passes, each network keeps its quietest. Memory: the peak heap
+    Latency: 3 or more interleaved timing passes (more until a network's two quietest agree
+    within 3 %), each keeping the network's fastest run; passes taken while other processes were
+    busier than the quiet stretches do not count. Each record stores that spread and the load
+    the timing ran beside (other processes' busy cores). Memory: the peak heap
     bytes its session holds while running (glibc in-use bytes sampled during 200 runs, CPU arena
     off, minus the count before the session). Random networks are exported exactly as
     `flightco export` writes them. Fit a profile on the table with `profile fit-networks`.
@@ -106,12 +110,15 @@ def measure_networks_cmd(
             task = progress.add_task(f"timing {n} networks in {ROUNDS} interleaved passes"
                                      + (", then their peak memory" if memory else ""), total=n * ROUNDS + n)
             values = measure_onnx_networks([e[1] for e in entries], threads, repeats=repeats, seed=seed, memory=memory,
-                                           progress=lambda i: progress.update(task, completed=i))
+                                           wait_quiet_s=wait_quiet, progress=lambda i: progress.update(task, completed=i))
+        load = _background_check(f"{n} networks")
         records = []
         for (name, _, layers, notes), v in zip(entries, values):
             v.pop("measure_s", None)
+            spread = v.pop("spread_pct", None)
+            extra = {"spread_pct": round(spread, 3)} if spread is not None else {}
             records.append(NetworkRecord(name, layers, v, {**notes, "runtime": f"onnxruntime {ort.__version__}",
-                                                           "threads": threads}))
+                                                           "threads": threads, **load, **extra}))
         write_network_table(out, records)
         console.print(f"wrote {out} ({len(records)} networks, onnxruntime {ort.__version__}, {threads} thread(s))")
     except FlightcoError as exc:

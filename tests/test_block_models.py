@@ -312,6 +312,8 @@ def test_measure_fit_eval_predict_networks_cli(tmp_path):
     assert r.exit_code == 0, r.output
     recs = read_network_table(table)
     assert len(recs) == 5 and all({"latency_ms", "memory_kb"} <= set(x.values) for x in recs)
+    # each record says how settled its timing was and what load it ran beside (busy spells rejected)
+    assert all(x.notes["spread_pct"] >= 0 and x.notes["cores"] >= 1 and x.notes["background_cores"] >= 0 for x in recs)
     prof = tmp_path / "block.yaml"
     r = cli("profile", "fit-networks", table, "--out", prof, "--bootstrap", "5")
     assert r.exit_code == 0, r.output
