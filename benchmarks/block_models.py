@@ -32,7 +32,8 @@ import numpy as np
 
 from flightco.hw.accuracy import accuracy_report
 from flightco.hw.block import BlockProfile, fit_block_profile
-from flightco.hw.learned import LearnedProfile, TableProfileSpec, fit_network_calibration, profile_yaml
+from flightco.hw.learned import LearnedProfile, TableProfileSpec, fit_network_calibration, fit_network_correction, profile_yaml
+from flightco.hw.table import TABLE_OPS
 from flightco.hw.network_table import read_network_table
 from flightco.hw.table import read_table
 
@@ -59,10 +60,10 @@ def cost_s(r) -> float:
     return float(r.notes.get("export_s", 0.0)) + float(r.notes.get("measure_s", 0.0))
 
 
-def learned_profile(rows, meta, scale=1.0, offset=0.0) -> LearnedProfile:
+def learned_profile(rows, meta, scale=1.0, offset=0.0, per_kernel=0.0) -> LearnedProfile:
     data = profile_yaml("layers", "learned", rows, {"name": "onnxruntime"}, [8], 32,
                         float(meta.get("elementwise_ns_per_element", 1.0)), float(meta.get("session_overhead_ms", 0.0)))
-    data.update(network_scale=scale, network_offset_ms=offset)
+    data.update(network_scale=scale, network_offset_ms=offset, network_per_kernel_ms=per_kernel)
     return LearnedProfile(TableProfileSpec.model_validate(data), "benchmark")
 
 
@@ -112,8 +113,9 @@ def block_vs_layers(nets, archs, layers, layer_s, meta, n_train: int, splits: in
         base = learned_profile(rows, meta)
         oh = base.spec.session_overhead_ms
         kern = np.array([base.cost(list(r.layers)).latency_ms - oh for r in calib])
-        scale, offset = fit_network_calibration(kern, np.array([r.values["latency_ms"] for r in calib]) - oh)
-        cal = learned_profile(rows, meta, scale, offset)
+        counts = np.array([sum(x.op in TABLE_OPS for x in r.layers) for r in calib])  # as `profile calibrate`
+        scale, per_kernel, offset = fit_network_correction(kern, counts, np.array([r.values["latency_ms"] for r in calib]) - oh)
+        cal = learned_profile(rows, meta, scale, offset, per_kernel)
         t_lat = np.array([r.values["latency_ms"] for r in test])
         out["layer_lat"].append(report([cal.cost(list(r.layers)).latency_ms for r in test], t_lat))
         mem_raw = np.array([cal.cost(list(r.layers)).memory_kb for r in test])

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from flightco.hw.accuracy import accuracy_report
-from flightco.hw.learned import LearnedProfile, TableProfileSpec, fit_network_calibration, profile_yaml
+from flightco.hw.learned import LearnedProfile, TableProfileSpec, fit_network_calibration, fit_network_correction, profile_yaml
+from flightco.hw.table import TABLE_OPS
 from flightco.measure import (
     measure_elementwise_ns,
     measure_layers,
@@ -51,9 +52,9 @@ def _load() -> str:
             f"rejected as busy spells; {b['rounds']:.0f} passes)")
 
 
-def learned(rows, ns, overhead, scale=1.0, offset=0.0) -> LearnedProfile:
+def learned(rows, ns, overhead, scale=1.0, offset=0.0, per_kernel=0.0) -> LearnedProfile:
     data = profile_yaml("ort-bench", "learned", rows, {"name": "onnxruntime"}, [8], 32, ns, overhead)
-    data.update(network_scale=scale, network_offset_ms=offset)
+    data.update(network_scale=scale, network_offset_ms=offset, network_per_kernel_ms=per_kernel)
     return LearnedProfile(TableProfileSpec.model_validate(data), "benchmark")
 
 
@@ -72,6 +73,7 @@ def main() -> None:
     ap.add_argument("--statistic", default="block-median", choices=["block-median", "lowest"],
                     help="how one timing pass reduces its runs (flightco.measure.STATISTICS)")
     ap.add_argument("--wait-quiet", type=float, default=0.0, help="seconds each pass may wait for a quiet machine")
+    ap.add_argument("--save-networks", default=None, help="also write every timed network (JSON lines) here")
     ap.add_argument("--table-shares", type=lambda t: [float(x) for x in t.split(",") if x], default=[],
                     help="also price the networks with profiles learned from these shares of the layer table "
                          "(e.g. 0.5), to see what a larger table buys")
@@ -128,10 +130,21 @@ def run(args) -> None:
     network_load = _load()
     measure_s = (time.perf_counter() - t) / len(both)
     measured, true = np.array(both[:len(calib)]) - overhead, both[len(calib):]
+    if args.save_networks:  # every timed network, so that other network-level models can be tried offline
+        import json
+
+        with open(args.save_networks, "w") as f:
+            for label, seed, group in (("calibration", 2, calib), ("validation", 1, genomes)):
+                for i, g in enumerate(group):
+                    ms = both[i] if label == "calibration" else both[len(calib) + i]
+                    f.write(json.dumps({"set": label, "seed": seed, "index": i, "latency_ms": ms,
+                                        "genome": g.to_dict()}) + "\n")
     kernels = np.array([full.cost(workload(g)).latency_ms - overhead for g in calib])
-    scale, offset = fit_network_calibration(kernels, measured)
-    calibrated = learned(rows, ns, overhead, scale, offset)
-    print(f"    network calibration on {len(calib)} other networks: {scale:.3f} x kernels + {offset * 1e3:.1f} us")
+    counts = np.array([sum(x.op in TABLE_OPS for x in workload(g)) for g in calib])
+    scale, per_kernel, offset = fit_network_correction(kernels, counts, measured)  # as `flightco profile calibrate`
+    calibrated = learned(rows, ns, overhead, scale, offset, per_kernel)
+    print(f"    network calibration on {len(calib)} other networks: {scale:.3f} x kernels {per_kernel * 1e3:+.2f} us "
+          f"per conv/linear kernel {offset * 1e3:+.1f} us")
     raw = [full.cost(workload(g)).latency_ms for g in genomes]
     pred = [calibrated.cost(workload(g)).latency_ms for g in genomes]
     r = accuracy_report(np.array(raw), np.array(true))
@@ -144,9 +157,15 @@ def run(args) -> None:
     r = accuracy_report(np.array(scaled), np.array(true))
     print(f"[2c] whole networks, scale-only calibration ({only:.3f}): MAPE {r['mape']:.1f}%, RMSPE {r['rmspe']:.1f}%, "
           f"within ±10%: {100 * r['acc10']:.1f}%, Spearman {'n/a' if r['spearman'] is None else format(r['spearman'], '.3f')}")
-    r = accuracy_report(np.array(pred), np.array(true))
     from flightco.hw.accuracy import share_interval
 
+    s2, o2 = fit_network_calibration(kernels, measured)  # the correction without its per-kernel term
+    r = accuracy_report(np.array([learned(rows, ns, overhead, s2, o2).cost(workload(g)).latency_ms for g in genomes]),
+                        np.array(true))
+    lo, hi = share_interval(r["acc10"], r["n"])
+    print(f"[2f] whole networks, scale + offset only ({s2:.3f} x kernels {o2 * 1e3:+.1f} us): MAPE {r['mape']:.1f}%, "
+          f"within ±10%: {100 * r['acc10']:.1f}% (95% interval {100 * lo:.0f}-{100 * hi:.0f}%)")
+    r = accuracy_report(np.array(pred), np.array(true))
     lo, hi = share_interval(r["acc10"], r["n"])
     print(f"[2b] whole networks, calibrated ({len(genomes)}), measured {np.median(true):.3f} ms median: MAPE {r['mape']:.1f}%, "
           f"RMSPE {r['rmspe']:.1f}%, within ±10%: {100 * r['acc10']:.1f}% (95% interval {100 * lo:.0f}-{100 * hi:.0f}%), "
@@ -159,8 +178,8 @@ def run(args) -> None:
         half = [rows[i] for i in order[:n]]
         part = learned(half, ns, overhead)
         kern = np.array([part.cost(workload(g)).latency_ms - overhead for g in calib])
-        s_, o_ = fit_network_calibration(kern, measured)
-        part = learned(half, ns, overhead, s_, o_)
+        s_, k_, o_ = fit_network_correction(kern, counts, measured)
+        part = learned(half, ns, overhead, s_, o_, k_)
         r = accuracy_report(np.array([part.cost(workload(g)).latency_ms for g in genomes]), np.array(true))
         lo, hi = share_interval(r["acc10"], r["n"])
         print(f"[2e] whole networks, calibrated, layer table cut to {n} of {len(rows)} layers: MAPE {r['mape']:.1f}%, "

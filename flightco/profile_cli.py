@@ -59,8 +59,9 @@ def _background_check(what: str) -> dict[str, float]:
 
 def _predict_and_measure(prof, space: Path, networks: int, seed: int, threads: int,
                          transient: bool = False, runtime: str = "onnxruntime",
-                         wait_quiet_s: float = 0.0) -> tuple[list[float], list[float]]:
-    """Predicted and measured batch-1 latency (ms) of ``networks`` random networks of ``space``."""
+                         wait_quiet_s: float = 0.0) -> tuple[list[float], list[float], list[int]]:
+    """Predicted and measured batch-1 latency (ms) of ``networks`` random networks of ``space``,
+    and each network's number of conv/linear kernels (for the per-kernel correction)."""
     from rich.progress import Progress
 
     from flightco.cli import console
@@ -69,13 +70,17 @@ def _predict_and_measure(prof, space: Path, networks: int, seed: int, threads: i
     from flightco.space import SearchSpace
 
     genomes = sample_genomes(SearchSpace.load(space), networks, seed)
-    pred = [prof.cost(workload(g)).latency_ms for g in genomes]
+    from flightco.hw.table import TABLE_OPS
+
+    layers = [workload(g) for g in genomes]
+    pred = [prof.cost(w).latency_ms for w in layers]
+    counts = [sum(x.op in TABLE_OPS for x in w) for w in layers]
     with Progress(console=console, transient=transient) as progress:
         task = progress.add_task(f"exporting {networks} networks, then timing them in {ROUNDS} interleaved passes",
                                  total=networks * (ROUNDS + 1))
         true = measure_networks(genomes, threads, rounds=ROUNDS, seed=seed, runtime=runtime, wait_quiet_s=wait_quiet_s,
                                 progress=lambda i: progress.update(task, completed=i))
-    return pred, true
+    return pred, true, counts
 
 
 def _table_metadata(path: Path) -> dict[str, str]:
@@ -301,8 +306,8 @@ def validate(
 
         _check_runtime(runtime)
         prof = load_profile(profile)
-        pred, true = _predict_and_measure(prof, space, networks, seed, threads, transient=as_json, runtime=runtime,
-                                          wait_quiet_s=wait_quiet)
+        pred, true, _ = _predict_and_measure(prof, space, networks, seed, threads, transient=as_json, runtime=runtime,
+                                             wait_quiet_s=wait_quiet)
         report = {"latency_ms": accuracy_report(np.array(pred), np.array(true))}
         from flightco.measure import LAST_SPREAD
 
@@ -345,9 +350,11 @@ def calibrate(
     out: Optional[Path] = typer.Option(None, "--out", help="Write the calibrated profile here instead."),
     wait_quiet: float = typer.Option(0.0, "--wait-quiet", min=0.0, help=WAIT_QUIET_HELP),
 ) -> None:
-    """Fit a whole-network correction (scale, offset) from a few measured networks.
+    """Fit a whole-network correction from a few measured networks: a scale on the kernels, a
+    cost per conv/linear kernel, and an offset.
 
-    The correction absorbs what isolated kernels miss (fusion, one session call per network), and
+    The correction absorbs what isolated kernels miss (each row of the table ran its kernel
+    between Quantize, layout and Dequantize nodes of its own; a network runs them once), and
     on a busy machine also that load's slowdown: calibrate where the profile will be used, and
     under the same conditions as the layer table (the load is read and stored with the fit)."""
     try:
@@ -355,7 +362,7 @@ def calibrate(
 
         from flightco.cli import console
         from flightco.errors import ProfileError
-        from flightco.hw.learned import fit_network_calibration
+        from flightco.hw.learned import fit_network_correction
         from flightco.hw.profile import profile_from_data
         from flightco.yamlio import read_yaml
 
@@ -364,16 +371,20 @@ def calibrate(
         if data.get("kind") not in ("learned", "measured"):
             raise ProfileError(f"{profile}: only learned or measured profiles can be calibrated, not kind {data.get('kind')!r}")
         # predict with the correction off; the file itself is only written once the fit is done
-        prof = profile_from_data({**data, "network_scale": 1.0, "network_offset_ms": 0.0}, str(profile))
+        prof = profile_from_data({**data, "network_scale": 1.0, "network_offset_ms": 0.0,
+                                  "network_per_kernel_ms": 0.0}, str(profile))
         overhead = prof.spec.session_overhead_ms
-        pred, true = _predict_and_measure(prof, space, networks, seed, threads, runtime=runtime, wait_quiet_s=wait_quiet)
+        pred, true, counts = _predict_and_measure(prof, space, networks, seed, threads, runtime=runtime,
+                                                  wait_quiet_s=wait_quiet)
         load = _background_check(f"{networks} networks")
-        scale, offset = fit_network_calibration(np.array(pred) - overhead, np.array(true) - overhead)
-        data.update({"network_scale": scale, "network_offset_ms": offset,
+        scale, per_kernel, offset = fit_network_correction(np.array(pred) - overhead, np.array(counts),
+                                                           np.array(true) - overhead)
+        data.update({"network_scale": scale, "network_per_kernel_ms": per_kernel, "network_offset_ms": offset,
                      "network_calibration": {"networks": networks, "seed": seed, "threads": threads, **load}})
         target = out or profile
         _write_profile(target, data)
-        console.print(f"wrote {target}: whole network = {scale:.4g} x kernels + {offset * 1e3:.1f} us (+ {overhead * 1e3:.1f} us per call)")
+        console.print(f"wrote {target}: whole network = {scale:.4g} x kernels {per_kernel * 1e3:+.2f} us per conv/linear "
+                      f"kernel {offset * 1e3:+.1f} us (+ {overhead * 1e3:.1f} us per call)")
     except FlightcoError as exc:
         _fail(exc)
 

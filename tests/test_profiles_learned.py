@@ -11,7 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from flightco.errors import ProfileError
 from flightco.hw.learned import LayerCostRegressor
-from flightco.hw.profile import load_profile
+from flightco.hw.profile import load_profile, profile_from_data
 from flightco.hw.table import read_table
 
 from conftest import BITFUSION, SPACE
@@ -151,6 +151,40 @@ def test_network_calibration_recovers_scale_and_offset():
     assert scale == pytest.approx(1.25) and offset == pytest.approx(0.04)
 
 
+def test_network_correction_recovers_its_per_kernel_term_and_falls_back_where_it_cannot():
+    from flightco.hw.learned import fit_network_correction
+
+    kernels = np.array([0.2, 0.3, 0.5, 0.8, 1.3, 0.6, 0.9])
+    counts = np.array([9, 12, 10, 15, 20, 8, 14])
+    scale, per_kernel, offset = fit_network_correction(kernels, counts, 0.8 * kernels - 0.008 * counts + 0.15)
+    assert (scale, per_kernel, offset) == pytest.approx((0.8, -0.008, 0.15))
+    # too few networks, or no spread of kernel counts: the term cannot be told from the offset
+    assert fit_network_correction(kernels[:4], counts[:4], 0.8 * kernels[:4] + 0.1)[1] == 0.0
+    same = np.full(7, 10)
+    scale, per_kernel, offset = fit_network_correction(kernels, same, 1.25 * kernels + 0.04)
+    assert per_kernel == 0.0 and (scale, offset) == pytest.approx((1.25, 0.04))
+
+
+def test_per_kernel_correction_is_paid_once_per_conv_or_linear_kernel(tmp_path, cli):
+    from flightco.hw.table import TABLE_OPS
+    from flightco.hw.workload import workload
+    from flightco.measure import sample_genomes
+    from flightco.space import SearchSpace
+    from flightco.yamlio import read_yaml
+
+    table = tmp_path / "t.csv"
+    _synthetic_table(table, 60)
+    prof_path = tmp_path / "l.yaml"
+    assert cli("profile", "fit", table, "--out", prof_path).returncode == 0
+    data = read_yaml(prof_path, Exception)
+    g = workload(sample_genomes(SearchSpace.load(SPACE), 1, seed=0)[0])
+    kernels = sum(x.op in TABLE_OPS for x in g)
+    assert 0 < kernels < len(g)  # the network also has adds / pooling, which pay no per-kernel term
+    plain = profile_from_data(data, "l").cost(g).latency_ms
+    corrected = profile_from_data({**data, "network_per_kernel_ms": -1e-4}, "l").cost(g).latency_ms
+    assert corrected - plain == pytest.approx(-1e-4 * kernels)
+
+
 def test_learned_profile_caches_kernel_predictions(tmp_path, cli):
     from flightco.measure import sample_genomes
     from flightco.hw.workload import workload
@@ -176,6 +210,7 @@ def test_calibrate_writes_the_correction_into_the_profile(tmp_path, cli):
     assert proc.returncode == 0, proc.stderr
     p = load_profile(prof)
     assert p.spec.network_scale > 0 and p.spec.network_calibration["networks"] == 3
+    assert p.spec.network_per_kernel_ms == 0.0  # 3 networks cannot separate a per-kernel term: scale + offset
     assert p.spec.network_calibration["background_cores"] >= 0
     proc = cli("profile", "calibrate", BITFUSION, "--networks", 2)
     assert proc.returncode == 2 and "only learned or measured profiles" in proc.stderr
