@@ -160,8 +160,8 @@ def run(args) -> None:
     from flightco.hw.accuracy import share_interval
 
     s2, o2 = fit_network_calibration(kernels, measured)  # the correction without its per-kernel term
-    r = accuracy_report(np.array([learned(rows, ns, overhead, s2, o2).cost(workload(g)).latency_ms for g in genomes]),
-                        np.array(true))
+    two = learned(rows, ns, overhead, s2, o2)
+    r = accuracy_report(np.array([two.cost(workload(g)).latency_ms for g in genomes]), np.array(true))
     lo, hi = share_interval(r["acc10"], r["n"])
     print(f"[2f] whole networks, scale + offset only ({s2:.3f} x kernels {o2 * 1e3:+.1f} us): MAPE {r['mape']:.1f}%, "
           f"within ±10%: {100 * r['acc10']:.1f}% (95% interval {100 * lo:.0f}-{100 * hi:.0f}%)")

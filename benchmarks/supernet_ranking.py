@@ -6,6 +6,8 @@ Kendall's tau between the stand-alone trained test accuracy and
 
 (a) the per-trial strategy's proxy (``--proxy-epochs`` from scratch, validation accuracy), and
 (b) the supernet's inherited validation accuracy, for each recalibration size in ``--calib``,
+(c) the inherited subnet after ``--finetune-steps`` QAT steps at its own bits, beside the same
+    number of steps from scratch (what that cost buys without the supernet),
 
 with bootstrap 95 % confidence intervals over the genomes (n = 15 gives a null std of tau ~ 0.19).
 The last line is ``kendall_tau_inherited=<tau at the default recalibration size>``.
@@ -26,6 +28,7 @@ import torch
 from scipy.stats import kendalltau
 
 from flightco.nn.supernet import SupernetConfig
+from flightco.supernet_search import FINETUNE_BN_BATCHES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +58,10 @@ def main() -> None:
     ap.add_argument("--proxy-epochs", type=float, default=1)
     ap.add_argument("--final-epochs", type=float, default=5)
     ap.add_argument("--calib", default="64,256,1024", help="recalibration sizes to compare (the middle one is the default)")
+    ap.add_argument("--finetune-steps", default="25,100",
+                    help="also score each subnet after this many QAT steps from its inherited weights (at its own "
+                         "bits), and the same network after as many steps from scratch (the same cost)")
+    ap.add_argument("--finetune-lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "supernet_ranking")
@@ -77,8 +84,10 @@ def main() -> None:
     print(f"{args.dataset}: {len(ds.train)} train / {len(ds.val)} val / {len(ds.test)} test images")
     genomes = sample_genomes(space, args.genomes, seed=args.seed, in_channels=ds.in_channels,
                              resolution=ds.resolution, num_classes=ds.num_classes)
+    tune_steps = [int(x) for x in args.finetune_steps.split(",") if x]
     truth_key = {"dataset": args.dataset, "limit_train": args.limit_train, "genomes": [g.bits_summary() for g in genomes],
-                 "proxy_epochs": args.proxy_epochs, "final_epochs": args.final_epochs, "seed": args.seed}
+                 "proxy_epochs": args.proxy_epochs, "final_epochs": args.final_epochs, "seed": args.seed,
+                 "scratch_steps": tune_steps}
     cache = args.out / "standalone.json"
     cached = json.loads(cache.read_text()) if args.reuse_standalone and cache.is_file() else None
     if args.reuse_standalone and (cached is None or cached.get("key") != truth_key):
@@ -96,10 +105,31 @@ def main() -> None:
     g = torch.Generator().manual_seed(args.seed)
     order = torch.randperm(len(ds.train), generator=g)
     inherited = {c: [] for c in sizes}
+    inherit_s = {c: 0.0 for c in sizes}
+    default = sizes[len(sizes) // 2]
+    tuned: dict[int, list[float]] = {k: [] for k in tune_steps}
+    tune_s: dict[int, float] = {k: 0.0 for k in tune_steps}
     proxy, standalone = (cached["proxy"], cached["standalone"]) if cached else ([], [])
+    scratch = {int(k): v for k, v in cached["scratch"].items()} if cached else {k: [] for k in tune_steps}
+    per_epoch = -(-len(ds.train) // 64)
     for i, genome in enumerate(genomes):
         for c in sizes:
+            t0 = time.perf_counter()
             inherited[c].append(evaluate(extract(net, genome, ds.train.x[order[:c]]), ds.val))
+            inherit_s[c] += time.perf_counter() - t0
+        for k in tune_steps:  # inherited weights, then k QAT steps at the subnet's own bits
+            t0 = time.perf_counter()
+            m = extract(net, genome, ds.train.x[order[:default]])
+            train_qat(m, ds.train, TrainConfig(epochs=k / per_epoch, batch_size=64, lr=args.finetune_lr, seed=i,
+                                               bn_calibration_batches=FINETUNE_BN_BATCHES))
+            tuned[k].append(evaluate(m, ds.val))
+            tune_s[k] += time.perf_counter() - t0
+            if not cached:  # the same steps from scratch: what the fine-tune's cost buys without the supernet
+                torch.manual_seed(i)
+                m = build_model(genome)
+                train_qat(m, ds.train, TrainConfig(epochs=k / per_epoch, batch_size=64, lr=3e-3, seed=i,
+                                                   bn_calibration_batches=FINETUNE_BN_BATCHES))
+                scratch[k].append(evaluate(m, ds.val))
         if not cached:
             torch.manual_seed(i)
             m = build_model(genome)
@@ -110,14 +140,20 @@ def main() -> None:
             train_qat(m, ds.train, TrainConfig(epochs=args.final_epochs, batch_size=64, lr=3e-3, seed=i))
             standalone.append(evaluate(m, ds.test))
         print(f"genome {i:2d} {genome.bits_summary():28s} stand-alone test {standalone[i]:.3f}  proxy {proxy[i]:.3f}  "
-              + "  ".join(f"inherited@{c} {inherited[c][-1]:.3f}" for c in sizes), flush=True)
+              + "  ".join(f"inherited@{c} {inherited[c][-1]:.3f}" for c in sizes)
+              + "".join(f"  tuned@{k} {tuned[k][-1]:.3f}  scratch@{k} {scratch[k][i]:.3f}" for k in tune_steps), flush=True)
     if not cached:
         args.out.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"key": truth_key, "proxy": proxy, "standalone": standalone}, indent=1))
+        cache.write_text(json.dumps({"key": truth_key, "proxy": proxy, "standalone": standalone,
+                                     "scratch": {str(k): v for k, v in scratch.items()}}, indent=1))
 
     truth = np.array(standalone)
     rows = [("proxy (%g epoch from scratch)" % args.proxy_epochs, np.array(proxy))]
-    rows += [(f"supernet, inherited, recalibrated on {c}", np.array(inherited[c])) for c in sizes]
+    rows += [(f"supernet, inherited, recalibrated on {c} ({inherit_s[c] / len(genomes):.1f} s each)", np.array(inherited[c]))
+             for c in sizes]
+    for k in tune_steps:
+        rows += [(f"inherited + {k} QAT steps ({tune_s[k] / len(genomes):.1f} s each)", np.array(tuned[k])),
+                 (f"{k} QAT steps from scratch", np.array(scratch[k]))]
     print(f"\nKendall tau against stand-alone test accuracy ({len(truth)} genomes, spanning "
           f"{truth.min():.3f}-{truth.max():.3f}; bootstrap 95 % CI):")
     taus = {}
@@ -125,9 +161,9 @@ def main() -> None:
         tau = float(kendalltau(truth, values).statistic)
         lo, hi = bootstrap_tau(truth, values)
         taus[name] = tau
-        print(f"  {name:45s} tau {tau:+.3f}  [{lo:+.3f}, {hi:+.3f}]")
-    default = sizes[len(sizes) // 2]
-    print(f"kendall_tau_inherited={taus[f'supernet, inherited, recalibrated on {default}']:.3f}")
+        print(f"  {name:50s} tau {tau:+.3f}  [{lo:+.3f}, {hi:+.3f}]")
+    key = next(name for name in taus if name.startswith(f"supernet, inherited, recalibrated on {default} "))
+    print(f"kendall_tau_inherited={taus[key]:.3f}")
 
 
 if __name__ == "__main__":

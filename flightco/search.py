@@ -281,7 +281,8 @@ class Objective:
         trial.set_user_attr("weights_trial", trial.number)
         trial.set_user_attr("proxy", {
             "val_accuracy": accuracy, "source": "inherited", "supernet": evaluator.key, "seconds": seconds,
-            "calibration_images": len(evaluator.calibration), "val_images": len(self.ctx.dataset.val)})
+            "calibration_images": len(evaluator.calibration), "val_images": len(self.ctx.dataset.val),
+            "finetune_steps": self.ctx.recipe.search.supernet.finetune_steps})
         return accuracy
 
     def _early_stopping(self, trial: optuna.Trial, metrics: dict[str, float]) -> Any:

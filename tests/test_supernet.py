@@ -65,11 +65,17 @@ def test_supernet_search_inherits_accuracies_and_is_reused_by_another_target(cli
     finals = [v for k, v in study.user_attrs.items() if k.startswith("final:")]
     assert finals and "test_accuracy" in finals[0]["final"]  # finalists are trained stand-alone
 
-    second = tiny_recipe(search=search, training=training, name="eyeriss_target",
+    # another target, scoring each subnet after a few fine-tuning steps: an evaluation setting,
+    # so the supernet trained for the first target is still the one reused
+    tuned = {**search, "supernet": {**search["supernet"], "finetune_steps": 2}}
+    second = tiny_recipe(search=tuned, training=training, name="eyeriss_target",
                          hardware=[str(ROOT / "hw_profiles" / "eyeriss.yaml")])
     proc = cli("optimize", write_recipe(second, "b.yaml"), "--out", tmp_path / "runs" / "eyeriss")
     assert proc.returncode == 0, proc.stderr
     assert "reusing the supernet" in proc.stdout and "training the supernet" not in proc.stdout
+    _, study = load_study(tmp_path / "runs" / "eyeriss")
+    done = [t for t in study.trials if "proxy" in t.user_attrs]
+    assert done and all(t.user_attrs["proxy"]["finetune_steps"] == 2 for t in done)
 
 
 def test_bit_warmup_starts_children_at_the_top_bit_widths():
