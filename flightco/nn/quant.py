@@ -85,9 +85,12 @@ def identity(a_bits: int, collect_stats_steps: int = DEFAULT_COLLECT_STATS_STEPS
 def set_collect_stats_steps(model: nn.Module, steps: int) -> None:
     """Resize the statistics-collection phase of every activation quantizer in ``model``.
 
-    Must be called before training starts; modules already past collection are left alone.
+    Must be called before training starts. Modules whose collection is over are left alone,
+    including those that just reached its end (``counter == collect_stats_steps``, as a model
+    extracted from the supernet is): re-opening a finished collection wrecks the scales (measured:
+    an extracted subnet fell from 23 % to 10 % validation accuracy at a learning rate of 1e-9).
     """
     for module in model.modules():
         if hasattr(module, "collect_stats_steps") and hasattr(module, "counter"):
-            if module.counter <= steps:
+            if module.counter < module.collect_stats_steps and module.counter <= steps:
                 module.collect_stats_steps = steps
