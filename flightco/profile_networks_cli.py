@@ -59,7 +59,7 @@ def measure_networks_cmd(
     space: Path = typer.Option(Path("search_spaces/mobilenet.yaml"), "--space", help="Search space to sample random networks from."),
     networks: int = typer.Option(0, "--networks", min=0, help="Random networks of --space to export and measure (0: only the ONNX files)."),
     threads: int = typer.Option(1, "--threads", min=1),
-    repeats: int = typer.Option(100, "--repeats", min=3, help="Timed runs per pass after 20 warm-up runs (lowest median of 5 blocks kept)."),
+    repeats: int = typer.Option(100, "--repeats", min=3, help="Timed runs per pass after 20 warm-up runs (the fastest is kept)."),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Also measure each session's peak heap memory (a fresh process per network)."),
     seed: int = typer.Option(0, "--seed", help="Which random networks."),
     runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime to measure (onnxruntime)."),
