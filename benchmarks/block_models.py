@@ -33,9 +33,8 @@ import numpy as np
 from flightco.hw.accuracy import accuracy_report
 from flightco.hw.block import BlockProfile, fit_block_profile
 from flightco.hw.learned import LearnedProfile, TableProfileSpec, fit_network_calibration, fit_network_correction, profile_yaml
-from flightco.hw.table import TABLE_OPS
 from flightco.hw.network_table import read_network_table
-from flightco.hw.table import read_table
+from flightco.hw.table import read_table, table_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +112,7 @@ def block_vs_layers(nets, archs, layers, layer_s, meta, n_train: int, splits: in
         base = learned_profile(rows, meta)
         oh = base.spec.session_overhead_ms
         kern = np.array([base.cost(list(r.layers)).latency_ms - oh for r in calib])
-        counts = np.array([sum(x.op in TABLE_OPS for x in r.layers) for r in calib])  # as `profile calibrate`
+        counts = np.array([table_kernels(r.layers) for r in calib])  # as `profile calibrate`
         scale, per_kernel, offset = fit_network_correction(kern, counts, np.array([r.values["latency_ms"] for r in calib]) - oh)
         cal = learned_profile(rows, meta, scale, offset, per_kernel)
         t_lat = np.array([r.values["latency_ms"] for r in test])

@@ -25,7 +25,7 @@ import numpy as np
 
 from flightco.hw.accuracy import accuracy_report
 from flightco.hw.learned import LearnedProfile, TableProfileSpec, fit_network_calibration, fit_network_correction, profile_yaml
-from flightco.hw.table import TABLE_OPS
+from flightco.hw.table import table_kernels
 from flightco.measure import (
     measure_elementwise_ns,
     measure_layers,
@@ -140,7 +140,7 @@ def run(args) -> None:
                     f.write(json.dumps({"set": label, "seed": seed, "index": i, "latency_ms": ms,
                                         "genome": g.to_dict()}) + "\n")
     kernels = np.array([full.cost(workload(g)).latency_ms - overhead for g in calib])
-    counts = np.array([sum(x.op in TABLE_OPS for x in workload(g)) for g in calib])
+    counts = np.array([table_kernels(workload(g)) for g in calib])
     scale, per_kernel, offset = fit_network_correction(kernels, counts, measured)  # as `flightco profile calibrate`
     calibrated = learned(rows, ns, overhead, scale, offset, per_kernel)
     print(f"    network calibration on {len(calib)} other networks: {scale:.3f} x kernels {per_kernel * 1e3:+.2f} us "

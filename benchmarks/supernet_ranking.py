@@ -28,7 +28,6 @@ import torch
 from scipy.stats import kendalltau
 
 from flightco.nn.supernet import SupernetConfig
-from flightco.supernet_search import FINETUNE_BN_BATCHES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +73,7 @@ def main() -> None:
     from flightco.data import load_dataset
     from flightco.measure import sample_genomes
     from flightco.nn.mobilenet import build_model
-    from flightco.nn.supernet import Supernet, extract, train_supernet
+    from flightco.nn.supernet import Supernet, extract, train_steps, train_supernet
     from flightco.space import SearchSpace
     from flightco.train import TrainConfig, evaluate, train_qat
 
@@ -111,7 +110,6 @@ def main() -> None:
     tune_s: dict[int, float] = {k: 0.0 for k in tune_steps}
     proxy, standalone = (cached["proxy"], cached["standalone"]) if cached else ([], [])
     scratch = {int(k): v for k, v in cached["scratch"].items()} if cached else {k: [] for k in tune_steps}
-    per_epoch = -(-len(ds.train) // 64)
     for i, genome in enumerate(genomes):
         for c in sizes:
             t0 = time.perf_counter()
@@ -120,15 +118,13 @@ def main() -> None:
         for k in tune_steps:  # inherited weights, then k QAT steps at the subnet's own bits
             t0 = time.perf_counter()
             m = extract(net, genome, ds.train.x[order[:default]])
-            train_qat(m, ds.train, TrainConfig(epochs=k / per_epoch, batch_size=64, lr=args.finetune_lr, seed=i,
-                                               bn_calibration_batches=FINETUNE_BN_BATCHES))
+            train_steps(m, ds.train, k, args.finetune_lr, seed=i)
             tuned[k].append(evaluate(m, ds.val))
             tune_s[k] += time.perf_counter() - t0
             if not cached:  # the same steps from scratch: what the fine-tune's cost buys without the supernet
                 torch.manual_seed(i)
                 m = build_model(genome)
-                train_qat(m, ds.train, TrainConfig(epochs=k / per_epoch, batch_size=64, lr=3e-3, seed=i,
-                                                   bn_calibration_batches=FINETUNE_BN_BATCHES))
+                train_steps(m, ds.train, k, 3e-3, seed=i)
                 scratch[k].append(evaluate(m, ds.val))
         if not cached:
             torch.manual_seed(i)

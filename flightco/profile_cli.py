@@ -70,11 +70,11 @@ def _predict_and_measure(prof, space: Path, networks: int, seed: int, threads: i
     from flightco.space import SearchSpace
 
     genomes = sample_genomes(SearchSpace.load(space), networks, seed)
-    from flightco.hw.table import TABLE_OPS
+    from flightco.hw.table import table_kernels
 
     layers = [workload(g) for g in genomes]
     pred = [prof.cost(w).latency_ms for w in layers]
-    counts = [sum(x.op in TABLE_OPS for x in w) for w in layers]
+    counts = [table_kernels(w) for w in layers]
     with Progress(console=console, transient=transient) as progress:
         task = progress.add_task(f"exporting {networks} networks, then timing them in {ROUNDS} interleaved passes",
                                  total=networks * (ROUNDS + 1))

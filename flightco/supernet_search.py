@@ -23,10 +23,6 @@ from typing import Any
 from flightco.atomic import atomic_path
 
 SUPERNET_DIR = "supernet"
-FINETUNE_BATCH = 64
-FINETUNE_BN_BATCHES = 4
-"""BatchNorm batches re-estimated after fine-tuning: the 256 calibration images' worth, not the
-20 batches of a full training, whose fixed cost would dominate a few dozen steps."""
 
 
 def supernet_config(recipe: Any) -> Any:
@@ -106,11 +102,7 @@ class SupernetEvaluator:
         model = extract(self.net, genome, self.calibration)
         spec = self.ctx.recipe.search.supernet
         if spec.finetune_steps:  # a few QAT steps at the subnet's own bits (see SupernetSpec.finetune_steps)
-            from flightco.train import TrainConfig, train_qat
+            from flightco.nn.supernet import train_steps
 
-            train = self.ctx.dataset.train
-            per_epoch = -(-len(train) // FINETUNE_BATCH)
-            train_qat(model, train, TrainConfig(epochs=spec.finetune_steps / per_epoch, batch_size=FINETUNE_BATCH,
-                                                lr=spec.finetune_lr, seed=self.ctx.recipe.search.seed,
-                                                bn_calibration_batches=FINETUNE_BN_BATCHES))
+            train_steps(model, self.ctx.dataset.train, spec.finetune_steps, spec.finetune_lr, self.ctx.recipe.search.seed)
         return model, evaluate(model, self.ctx.dataset.val), time.perf_counter() - start

@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from flightco.errors import ProfileError
 from flightco.hw.profile import Costs, HardwareProfile, LayerCost, register_profile_kind, round_up_bits
-from flightco.hw.table import METRIC_COLUMNS, TABLE_OPS, MeasuredLayer, layer_key, parse_rows
+from flightco.hw.table import METRIC_COLUMNS, TABLE_OPS, MeasuredLayer, layer_key, parse_rows, table_kernels
 from flightco.hw.workload import LayerWorkload
 from flightco.space import FLOAT_BITS
 from flightco.yamlio import validate
@@ -227,7 +227,7 @@ class _TableProfile(HardwareProfile):
         s = self.spec
         kernels = s.network_scale * base.latency_ms
         if s.network_per_kernel_ms:
-            fitted = kernels + s.network_per_kernel_ms * sum(layer.op in TABLE_OPS for layer in layers)
+            fitted = kernels + s.network_per_kernel_ms * table_kernels(layers)
             kernels = max(fitted, 0.1 * kernels)  # a correction fitted on other networks never prices below a tenth
         return replace(base, latency_ms=kernels + s.network_offset_ms + s.session_overhead_ms)
 

@@ -22,6 +22,12 @@ METRIC_COLUMNS = ("latency_ms", "energy_mj")
 TABLE_OPS = ("conv", "dwconv", "linear")
 
 
+def table_kernels(layers) -> int:
+    """How many of ``layers`` are table kernels (conv, dwconv, linear): what the per-kernel term of
+    a whole-network correction counts."""
+    return sum(layer.op in TABLE_OPS for layer in layers)
+
+
 @dataclass(frozen=True)
 class MeasuredLayer:
     layer: LayerWorkload

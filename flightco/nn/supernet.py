@@ -377,6 +377,22 @@ def extract(net: Supernet, genome: Genome, calibration: torch.Tensor, batch_size
     return model
 
 
+FINETUNE_BATCH = 64
+FINETUNE_BN_BATCHES = 4
+"""BatchNorm batches re-estimated after a few steps: the 256 calibration images' worth, not the 20
+batches of a full training, whose fixed cost would dominate a few dozen steps."""
+
+
+def train_steps(model: nn.Module, train: Any, steps: int, lr: float, seed: int) -> None:
+    """``steps`` QAT steps at batch ``FINETUNE_BATCH`` (one-cycle schedule): fine-tuning an
+    extracted subnet at its own bits, or the same budget from scratch for comparison."""
+    from flightco.train import TrainConfig, train_qat
+
+    per_epoch = math.ceil(len(train) / FINETUNE_BATCH)
+    train_qat(model, train, TrainConfig(epochs=steps / per_epoch, batch_size=FINETUNE_BATCH, lr=lr, seed=seed,
+                                        bn_calibration_batches=FINETUNE_BN_BATCHES))
+
+
 def supernet_key(space_text: str, dataset: dict[str, Any], cfg: SupernetConfig) -> str:
     """What a trained supernet depends on: the space, the data and the training settings (not the
     hardware: one supernet serves every target, Once-for-All's point)."""
