@@ -13,8 +13,8 @@ of each kept), and prints:
      convolutions onnxruntime really ran;
   4. the issue's reference network, MobileNetV2-1.0 at 224x224 (built by flightco's onnx-int graph
      builder, the same passes as export; random integer weights: latency does not depend on their
-     values), at batch 1: float, onnx-int, onnx-int with uint8 8-bit weights, without depthwise
-     padding, and W4A4 — so a miss on the front's narrow 28x28 networks can be told from a miss
+     values), at batch 1: float, onnx-int, onnx-int with uint8 dense 8-bit weights, with uint8
+     depthwise 8-bit weights too (export's form before), without depthwise padding, and W4A4 — so a miss on the front's narrow 28x28 networks can be told from a miss
      of the export itself;
   5. last line: int_speedup = median over the front of float ÷ onnx-int latency at batch 32.
 
@@ -79,7 +79,8 @@ def _reference_network(out: Path, threads: int) -> None:
     w8 = "int8" if signed_8bit_weights() else "uint8"
     print(f"\n4. MobileNetV2-1.0, 224x224, batch 1 (onnx-int builder; this machine's 8-bit weights: {w8}), median ms")
     variants = [("float", FLOAT_BITS, {}), (f"onnx-int W8A8 ({w8} 8-bit weights)", 8, {}),
-                ("onnx-int W8A8, uint8 8-bit weights (flightco before)", 8, {"w8_type": "uint8"}),
+                ("onnx-int W8A8, --w8-type uint8 (dense 8-bit weights uint8)", 8, {"w8_type": "uint8"}),
+                ("onnx-int W8A8, depthwise 8-bit weights uint8 too (before)", 8, {"w8_type": "uint8", "uint8_depthwise": True}),
                 ("onnx-int W8A8, depthwise not padded", 8, {"pad_depthwise": False}), ("onnx-int W4A4", 4, {})]
     times = {}
     for label, bits, options in variants:

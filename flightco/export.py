@@ -51,8 +51,8 @@ MEASURED_DIR = "measured"  # run-folder subfolder where exports record what they
 W8_STORAGE = {
     True: "int8 (onnxruntime's fast u8 x s8 kernels; exact on x86 with AVX-512 VNNI or AVX-VNNI and on ARM64, "
           "may saturate on AVX2-only x86: re-export with --w8-type uint8 for such CPUs)",
-    False: "uint8 with zero point 128 (exact on every CPU; onnxruntime's u8 x u8 kernels, slower than int8 where "
-           "VNNI exists)",
+    False: "uint8 with zero point 128 in dense convolutions (exact on every CPU; onnxruntime's u8 x u8 kernels, "
+           "slower than int8 where VNNI exists); int8 in depthwise ones, whose kernels are exact everywhere",
 }
 """The 8-bit weight container of an ``onnx-int`` file, as the metadata and the report state it."""
 

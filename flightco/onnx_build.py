@@ -10,7 +10,8 @@ and ``benchmarks/stack.py --check-builder``, which compare the two):
 * a quantized activation is ``QuantizeLinear`` (uint8; zero point 0 after a ReLU, 128 for signed
   tensors) -> ``Clip`` to the ``2**bits`` levels when below 8 bits -> ``DequantizeLinear``;
 * a quantized convolution takes ``DequantizeLinear`` of per-channel int8 weights (at 8 bits uint8
-  with zero point 128 where export re-expresses them so: CPUs without VNNI) and of an int32 bias, then ``Relu`` where the
+  with zero point 128 where export re-expresses them so: dense convolutions on CPUs without VNNI)
+  and of an int32 bias, then ``Relu`` where the
   layer has one (stem, expand, depthwise), then its output quantizer at its consumer's bits;
 * a float-weight layer fed by a dequantized tensor gets export's float ``Clip`` guard;
 * a residual projection's output and the tensor entering the pooling are requantized at 8 bits
@@ -41,7 +42,8 @@ def _has_relu(layer: LayerWorkload) -> bool:
 class _Graph:
     """A small graph writer: unique names, initializers, nodes."""
 
-    def __init__(self, seed: int, signed_8bit: bool) -> None:
+    def __init__(self, seed: int, signed_8bit: bool, uint8_depthwise: bool = False) -> None:
+        self.uint8_depthwise = uint8_depthwise
         self.nodes: list = []
         self.inits: list = []
         self.n = 0
@@ -78,12 +80,13 @@ class _Graph:
                                    self.const(f"{base}_hi", np.array(hi, np.uint8))], base)
         return self.node("DequantizeLinear", [q, scale, zero], base)
 
-    def weights(self, shape: tuple[int, ...], bits: int, per_channel: bool, base: str) -> str:
-        """Dequantized integer weights (int8; at 8 bits uint8 + zero point 128 where export stores them so)."""
+    def weights(self, shape: tuple[int, ...], bits: int, per_channel: bool, base: str, depthwise: bool = False) -> str:
+        """Dequantized integer weights (int8; at 8 bits uint8 + zero point 128 where export stores
+        them so, except depthwise ones, whose kernels are exact with int8 everywhere)."""
         cout = shape[0]
         levels = 2 ** (bits - 1) - 1
         w = self.rng.integers(-levels, levels + 1, size=shape)
-        if bits >= 8 and not self.signed_8bit:
+        if bits >= 8 and not self.signed_8bit and (self.uint8_depthwise or not depthwise):
             q, zp = (w + 128).astype(np.uint8), np.full(cout if per_channel else (), 128, np.uint8)
         else:
             q, zp = w.astype(np.int8), np.zeros(cout if per_channel else (), np.int8)
@@ -109,17 +112,19 @@ class _Graph:
                                   self.const(f"{base}_gmax", np.array(6.35, np.float32))], base)
 
 
-def build_onnx(genome: Genome, path: Path, seed: int = 0, w8_type: str = "auto", pad_depthwise: bool = True) -> None:
+def build_onnx(genome: Genome, path: Path, seed: int = 0, w8_type: str = "auto", pad_depthwise: bool = True,
+               uint8_depthwise: bool = False) -> None:
     """Write the ``onnx-int`` form of ``genome`` (random integer weights) to ``path``; ``w8_type``
     as for :func:`flightco.export.export_onnx_int`; ``pad_depthwise=False`` skips export's
-    depthwise channel padding (to compare the two)."""
+    depthwise channel padding and ``uint8_depthwise=True`` stores 8-bit depthwise weights as
+    uint8 too where dense ones are (export's form before it kept them int8), to compare."""
     import onnx
     from onnx import TensorProto, helper
 
     from flightco.onnx_channel_pad import pad_depthwise_channels
     from flightco.runtimes.onnxruntime import signed_8bit_weights
 
-    g = _Graph(seed, signed_8bit_weights(w8_type))
+    g = _Graph(seed, signed_8bit_weights(w8_type), uint8_depthwise)
     layers = workload(genome)
     x = "input"
     quantized = genome.stem.a_bits < FLOAT_BITS
@@ -145,7 +150,7 @@ def build_onnx(genome: Genome, path: Path, seed: int = 0, w8_type: str = "auto",
                 quantized = False
                 continue
             shape = (layer.cout, layer.cin // layer.groups, layer.k, layer.k)
-            w = g.weights(shape, layer.w_bits, True, base) if wq else \
+            w = g.weights(shape, layer.w_bits, True, base, depthwise=layer.groups > 1) if wq else \
                 g.const(f"{base}_w", g.rng.standard_normal(shape).astype(np.float32) * 0.1)
             b = g.bias(layer.cout, quantized and wq, base)
             p = layer.k // 2

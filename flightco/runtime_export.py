@@ -97,7 +97,7 @@ def precision_rule(plugin: Any, genome: Any, executed: dict[str, Any]) -> dict[s
     precisions the runtime compiled for its convolution nodes (counts of int8 / float)."""
     from flightco.hw.workload import workload
 
-    expected = Counter(plugin.describe_precision(lw.w_bits, lw.a_bits, "conv")
+    expected = Counter(plugin.describe_precision(lw.w_bits, lw.a_bits, lw.op)
                        for lw in workload(genome) if lw.op in ("conv", "dwconv"))
     compiled = Counter(n["precision"] for n in executed.get("nodes", [])
                        if n["op"].lower() in ("conv", "convolution"))

@@ -86,3 +86,62 @@ def test_padding_depthwise_channels_is_exact_and_keeps_every_integer_kernel(tmp_
         if checked == 2:
             break
     assert checked, "no sampled genome has a depthwise width off 16: pick other seeds"
+
+
+def _depthwise_layer(path, channels: int, kernel: int, in_zero: int, groups: int | None = None) -> None:
+    """uint8 codes -> DQ -> Conv (full-range 8-bit int8 weights, zero point 0) -> Q -> DQ."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    groups = channels if groups is None else groups
+    rng = np.random.default_rng(channels * kernel + in_zero)
+    w = rng.integers(-127, 128, size=(channels, channels // groups, kernel, kernel)).astype(np.int8)
+    w[:, :, 0, 0] = 127  # the extreme that saturates a 16-bit pair of products
+    inits = [numpy_helper.from_array(v, n) for n, v in [
+        ("xs", np.array(0.02, np.float32)), ("xz", np.array(in_zero, np.uint8)), ("w", w),
+        ("ws", np.full(channels, 0.01, np.float32)), ("wz", np.zeros(channels, np.int8)),
+        ("b", np.zeros(channels, np.int32)), ("bs", np.full(channels, 2e-4, np.float32)),
+        ("bz", np.zeros(channels, np.int32)), ("ys", np.array(0.5, np.float32)), ("yz", np.array(128, np.uint8))]]
+    p = kernel // 2
+    nodes = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["xf"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=0),
+             helper.make_node("DequantizeLinear", ["b", "bs", "bz"], ["bf"], axis=0),
+             helper.make_node("Conv", ["xf", "wf", "bf"], ["y"], group=groups, kernel_shape=[kernel] * 2, pads=[p] * 4),
+             helper.make_node("QuantizeLinear", ["y", "ys", "yz"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["out"])]
+    graph = helper.make_graph(nodes, "dw", [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", channels, 10, 10])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("channels,kernel,in_zero", [(16, 3, 0), (32, 5, 128), (24, 3, 128)])
+def test_depthwise_int8_weights_are_exact_on_this_cpu(tmp_path, channels, kernel, in_zero):
+    """The claim behind keeping 8-bit depthwise weights int8 on every CPU: onnxruntime's
+    depthwise integer kernels (16-multiple: symmetric kernel; 24: the generic one) give the
+    reference evaluation's output codes for full-range weights and inputs near 255, bar the one-code
+    float rounding at the output quantizer; a dense conv with the same weights would saturate
+    on AVX2-only x86."""
+    path = tmp_path / "dw.onnx"
+    _depthwise_layer(path, channels, kernel, in_zero)
+    x = np.random.default_rng(1).integers(200, 256, size=(4, channels, 10, 10)).astype(np.uint8)
+    fast = session(path).run(None, {"x": x})[0]
+    reference = session(path, reference=True).run(None, {"x": x})[0]
+    assert "QLinearConv" in kernel_report(path, example=x, runs=1).integer_nodes
+    codes = np.abs(fast - reference) / 0.5
+    assert codes.max() <= 1.0 + 1e-6 and np.mean(codes > 0.5) < 0.01
+
+
+def test_only_dense_8bit_weights_become_uint8(tmp_path):
+    """``wide_weights_to_uint8`` re-expresses dense 8-bit weights and leaves depthwise ones int8."""
+    from flightco.onnx_passes import _constant_values, wide_weights_to_uint8
+
+    dw, dense = tmp_path / "dw.onnx", tmp_path / "dense.onnx"
+    _depthwise_layer(dw, 16, 3, 0)
+    _depthwise_layer(dense, 16, 3, 0, groups=1)
+    for path, changed in ((dw, 0), (dense, 1)):
+        model = onnx.load(str(path))
+        assert wide_weights_to_uint8(model) == changed
+        dtype = {n.input[0]: _constant_values(model.graph)[n.input[0]].dtype for n in model.graph.node
+                 if n.op_type == "DequantizeLinear" and n.input[0].startswith("w")}
+        assert list(dtype.values()) == [np.uint8 if changed else np.int8]

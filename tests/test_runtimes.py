@@ -67,11 +67,12 @@ def _need(name: str):
 @pytest.mark.parametrize("runtime, integer_convs", [("openvino", None), ("executorch", 9), ("tvm", 0)])
 def test_w8a8_export_agrees_and_precision_rule_matches_what_compiled(w8a8, runtime, integer_convs):
     _need(runtime)
-    if integer_convs is None:  # OpenVINO takes int8 8-bit weights (VNNI hosts), not uint8 + 128 ones
+    path, genome, x, pt, y = w8a8
+    if integer_convs is None:  # OpenVINO takes int8 8-bit weights (VNNI hosts; depthwise everywhere), not uint8 + 128 ones
+        from flightco.hw.workload import workload
         from flightco.runtimes.onnxruntime import signed_8bit_weights
 
-        integer_convs = 9 if signed_8bit_weights() else 0
-    path, genome, x, pt, y = w8a8
+        integer_convs = 9 if signed_8bit_weights() else sum(lw.op == "dwconv" for lw in workload(genome))
     r = deploy(path, runtime, x, pt, y, genome, measure=False, batches=(32,), write=False)
     assert r.top1_agreement >= 0.995, r
     assert r.rule["agrees"], r.rule  # describe_precision == the precisions read from the runtime

@@ -6,9 +6,11 @@ What runs is read from OpenVINO itself: the compiled model's runtime graph
 ``runtimePrecision`` and ``originalLayersNames`` (the ONNX nodes it fused). Measured on this
 machine (x86 AVX2, no VNNI; OpenVINO 2026.4): convolutions whose weights are int8 with zero
 point 0 — every sub-8-bit layer of ``onnx-int`` — run as u8 x i8 kernels (``jit_avx2_I8``);
-8-bit weights, which ``onnx-int`` stores as uint8 with zero point 128 (onnxruntime's AVX2 kernel
-saturates on int8 ones, see :mod:`flightco.onnx_passes`), are not taken by OpenVINO's
-low-precision transformations and run as f32 convolutions (``brgconv_avx2_f32``). Handing it
+8-bit weights of dense convolutions, which ``onnx-int`` stores as uint8 with zero point 128
+(onnxruntime's AVX2 kernel saturates on int8 ones, see :mod:`flightco.onnx_passes`), are not
+taken by OpenVINO's low-precision transformations and run as f32 convolutions
+(``brgconv_avx2_f32``); 8-bit depthwise weights stay int8 (exact in onnxruntime's depthwise
+kernels) and OpenVINO runs those layers as int8 too. Handing it
 the signed ``tensorrt`` form instead made 8-bit convolutions int8 but agreed with PyTorch on
 only 61 % of test images: without VNNI the u8 x s8 product pairs saturate in int16 (the same
 failure onnxruntime shows on such weights). A later machine with AVX-512 compiled the same
@@ -179,7 +181,7 @@ def describe_precision(w_bits: int, a_bits: int, op: str = "conv") -> str:
 
     if w_bits >= FLOAT_BITS or a_bits >= FLOAT_BITS:
         return "float"
-    return "float" if w_bits >= 8 and not signed_8bit_weights() else "int8"
+    return "float" if w_bits >= 8 and op != "dwconv" and not signed_8bit_weights() else "int8"
 
 
 def measure_artifacts(artifacts: dict[int, Path], input_shape: list[int], threads: int = 1, seconds: float = 0.5) -> dict[str, Any]:
