@@ -8,15 +8,18 @@ Measured on this machine (AMD EPYC, AVX-512 VNNI, onnxruntime 1.32, 1 thread, ba
 a 5x5 depthwise conv of 72 channels took 735 us, of 80 channels 313 us; a 3x3 one 346 vs 166 us.
 The searched widths (24, 40, 72, ...) are often off that multiple.
 
-How, exactly: the convolution that produces the depthwise input gets ``pad`` extra output
-channels with zero weights and zero bias, so they hold the real value 0 (their quantized code
-is the zero point, whatever the activation's per-tensor scale); the depthwise convolution gets
-``pad`` zero filters (``group`` grows with them), so its padded outputs are 0 too; the
-convolution that consumes them gets zero weights on those input channels, so they add nothing
-(integer accumulation: ``(x - zp) * 0``). Every real channel's arithmetic is unchanged, bit for
-bit. Padding applies only where the chain ``producer conv -> (Relu | Q | Clip | DQ)* ->
-depthwise -> (Relu | Q | Clip | DQ)* -> dense conv`` has single consumers and per-tensor
-activation quantizers; anything else (a residual reading the depthwise input, say) is left alone.
+How, exactly: every dense convolution that writes the depthwise input gets ``pad`` extra
+output channels with zero weights and zero bias, so they hold the real value 0 (their quantized
+code is the zero point, whatever the activation's per-tensor scale); the depthwise convolution
+gets ``pad`` zero filters (``group`` grows with them), so its padded outputs are 0 too; every
+convolution that reads the padded tensors gets zero weights on those input channels, so they add
+nothing (integer accumulation: ``(x - zp) * 0``). Every real channel's arithmetic is unchanged,
+bit for bit. The padded tensors are the depthwise input followed through per-tensor
+``Relu | Q | Clip | DQ`` and residual ``Add`` nodes (0 + 0 = 0 in ``QLinearAdd``): in a residual
+block the trunk, the block's projection and the next block's readers grow together, and other
+depthwise convs reading the same trunk are padded with it. The depthwise output must reach one
+dense conv through single-consumer pass-through ops. A stream that touches anything else (a
+graph input or output, a pool, a per-channel activation quantizer) is left alone.
 """
 
 from __future__ import annotations
@@ -122,19 +125,74 @@ def _pad_channel_constant(g: _Graph, conv: onnx.NodeProto, index: int, pad: int,
                 dq.input[j] = _add_constant(g.graph, f"{dq.input[j]}_padded", _pad0(g.values[dq.input[j]], pad, 0, edge=True))
 
 
-def _conv_chain_up(g: _Graph, tensor: str) -> tuple[onnx.NodeProto, list[str]] | None:
-    """The dense conv whose output reaches ``tensor`` through single-consumer pass-through ops."""
-    chain = [tensor]
-    node = g.producer.get(tensor)
-    while node is not None and node.op_type in _PASS_THROUGH:
-        if not g.per_tensor(node) or g.sole_consumer(node.output[0]) is None:
+class _Stream:
+    """The tensors that must grow by the same ``pad`` channels together, and the convs that
+    write, read or depthwise-filter them: the input of one depthwise conv, followed through
+    per-tensor pass-through ops and residual ``Add`` nodes (whose inputs and output share their
+    channels) to every dense conv that writes into it and every conv that reads from it."""
+
+    def __init__(self) -> None:
+        self.tensors: list[str] = []
+        self.writers: list[onnx.NodeProto] = []   # dense convs: grow output channels (zero filters)
+        self.readers: list[onnx.NodeProto] = []   # dense convs: grow input channels (zero weights)
+        self.depthwise: list[tuple[onnx.NodeProto, onnx.NodeProto, list[str]]] = []  # (dw, its dense reader, chain)
+
+
+def _stream(g: _Graph, tensor: str, channels: int) -> _Stream | None:
+    """Walk the stream of ``tensor`` (``channels`` wide); ``None`` where any node touching it is
+    not one the padding keeps exact (a graph input or output, a pool, a per-channel quantizer...)."""
+    st, seen, todo = _Stream(), set(), [tensor]
+    nodes_seen: set[str] = set()
+
+    def visit(node: onnx.NodeProto) -> bool:
+        """Record ``node`` once; False if it was recorded already."""
+        key = node.name or node.output[0]
+        if key in nodes_seen:
+            return False
+        nodes_seen.add(key)
+        return True
+
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        st.tensors.append(t)
+        if t in g.outputs or t in g.values:
             return None
-        tensor = node.input[0]
-        chain.append(tensor)
-        node = g.producer.get(tensor)
-    if node is None or node.op_type != "Conv" or _attr(node, "group", 1) != 1 or g.sole_consumer(node.output[0]) is None:
-        return None
-    return node, chain
+        node = g.producer.get(t)
+        if node is None:
+            return None  # a graph input
+        if node.op_type in _PASS_THROUGH:
+            if not g.per_tensor(node):
+                return None
+            todo.append(node.input[0])
+        elif node.op_type == "Add":
+            todo.extend(node.input[:2])
+        elif node.op_type == "Conv" and _attr(node, "group", 1) == 1:
+            if visit(node):
+                st.writers.append(node)
+        else:
+            return None
+        for user in g.consumers.get(t, []):
+            if user.op_type in _PASS_THROUGH:
+                if not g.per_tensor(user) or user.input[0] != t:
+                    return None
+                todo.append(user.output[0])
+            elif user.op_type == "Add":
+                todo.append(user.output[0])
+            elif user.op_type == "Conv" and user.input[0] == t and _attr(user, "group", 1) == 1:
+                if visit(user):
+                    st.readers.append(user)
+            elif user.op_type == "Conv" and user.input[0] == t and _attr(user, "group", 1) == channels:
+                if visit(user):
+                    down = _conv_chain_down(g, user.output[0])
+                    if down is None:
+                        return None
+                    st.depthwise.append((user, down[0], down[1]))
+            else:
+                return None
+    return st
 
 
 def _conv_chain_down(g: _Graph, tensor: str) -> tuple[onnx.NodeProto, list[str]] | None:
@@ -166,26 +224,30 @@ def pad_depthwise_channels(model: onnx.ModelProto, align: int = DEPTHWISE_CHANNE
         w = found[1]
         if w.ndim != 4 or w.shape[0] != groups or w.shape[1] != 1:
             continue
-        up, down = _conv_chain_up(g, dw.input[0]), _conv_chain_down(g, dw.output[0])
-        if up is None or down is None:
-            continue
-        (producer, chain_in), (consumer, chain_out) = up, down
-        pw, cw = g.weight(producer, 1), g.weight(consumer, 1)
-        if pw is None or cw is None or pw[1].shape[0] != groups or cw[1].shape[1] != groups:
+        st = _stream(g, dw.input[0], groups)
+        if st is None or not st.writers:
             continue
         pad = -groups % align
-        edits = [(conv, i, 0) for conv in (producer, dw) for i in (1, 2) if len(conv.input) > i and conv.input[i]]
-        edits.append((consumer, 1, 1))
+        edits = [(conv, i, 0) for conv in st.writers + [d for d, _, _ in st.depthwise] for i in (1, 2)
+                 if len(conv.input) > i and conv.input[i]]
+        edits += [(conv, 1, 1) for conv in st.readers + [r for _, r, _ in st.depthwise]]
         if any(g.weight(conv, i) is None for conv, i, _ in edits):
-            continue  # a weight or bias that is not a constant: leave this chain as it is
-        for conv, i, axis in edits:
-            _pad_channel_constant(g, conv, i, pad, axis, groups)
-        for a in dw.attribute:
-            if a.name == "group":
-                a.i = groups + pad
-        stale.update(chain_in + chain_out + [producer.output[0]])
+            continue
+        shape = {id(conv): g.weight(conv, 1)[1].shape for conv, _, _ in edits}
+        if any(shape[id(c)][0] != groups for c in st.writers) \
+                or any(shape[id(c)][1] != groups for c, _, axis in edits if axis == 1):
+            continue  # a non-constant weight or bias, or a width that is not the stream's: leave it
+        for conv, i, axis in edits:  # a residual projection is padded twice (it reads the
+            _pad_channel_constant(g, conv, i, pad, axis, groups)  # depthwise output and writes the trunk)
+            g = _Graph(model)
+        for d, _, chain in st.depthwise:
+            for a in d.attribute:
+                if a.name == "group":
+                    a.i = groups + pad
+            stale.update(chain)
+        stale.update(st.tensors)
         g = _Graph(model)  # constants and names changed: rebuild the maps
-        padded += 1
+        padded += len(st.depthwise)
     if padded:
         keep = [v for v in model.graph.value_info if v.name not in stale]  # their channel counts changed
         del model.graph.value_info[:]
