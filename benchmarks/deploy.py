@@ -16,7 +16,8 @@ of each kept), and prints:
      values), at batch 1: float, onnx-int, onnx-int with uint8 dense 8-bit weights, with uint8
      depthwise 8-bit weights too (export's form before), without depthwise padding, and W4A4 — so a miss on the front's narrow 28x28 networks can be told from a miss
      of the export itself;
-  5. last line: int_speedup = median over the front of float ÷ onnx-int latency at batch 32.
+  5. the same speed-up for ``--float-stem`` files (the stem run as a float conv);
+  last line: int_speedup = median over the front of float ÷ onnx-int latency at batch 32 (the default export).
 
 Usage: python benchmarks/deploy.py [--run outputs/mobilenet_energy] [--out outputs/deploy_bench] [--threads 1]
                                    [--max-models N] [--profile hw_profiles/ort.yaml]
@@ -132,11 +133,12 @@ def main() -> None:
         r = export_trial(Path(args.run), n, path, fmt="onnx-int", threads=args.threads, measure=False)
         genome = Genome.from_dict(r.genome)
         shape = [1, genome.in_channels, genome.resolution, genome.resolution]
-        fpath = out / f"trial_{n:04d}.float.onnx"
+        fpath, spath = out / f"trial_{n:04d}.float.onnx", out / f"trial_{n:04d}.float_stem.onnx"
         export_float(genome, fpath)
-        i1, f1 = _measure(path, shape, args.threads), _measure(fpath, shape, args.threads)
-        i2, f2 = _measure(path, shape, args.threads), _measure(fpath, shape, args.threads)
-        im, fm = _best(i1, i2), _best(f1, f2)
+        export_trial(Path(args.run), n, spath, fmt="onnx-int", threads=args.threads, measure=False, float_stem=True)
+        i1, s1, f1 = (_measure(p, shape, args.threads) for p in (path, spath, fpath))
+        i2, s2, f2 = (_measure(p, shape, args.threads) for p in (path, spath, fpath))
+        im, sm, fm = _best(i1, i2), _best(s1, s2), _best(f1, f2)
         predicted = {k.split(".")[0]: v for k, v in r.metrics.items() if k.endswith(".latency_ms")}
         if profile is not None:
             predicted[profile.name] = profile.cost(workload(genome)).latency_ms
@@ -147,7 +149,8 @@ def main() -> None:
                      "float_kib": fm["file_bytes"] / 1024, "mean_w_bits": float(np.mean(w)) if w else 32.0,
                      "predicted": predicted, "int": im, "float": fm,
                      "speedup_b1": fm["batch1"]["median_ms"] / im["batch1"]["median_ms"],
-                     "speedup_b32": fm["batch32"]["median_ms"] / im["batch32"]["median_ms"]})
+                     "speedup_b32": fm["batch32"]["median_ms"] / im["batch32"]["median_ms"],
+                     "float_stem": sm, "float_stem_speedup_b32": fm["batch32"]["median_ms"] / sm["batch32"]["median_ms"]})
         print(f"trial {n}: exported and measured", flush=True)
     (out / "deploy_bench.json").write_text(json.dumps(rows, indent=2) + "\n")
 
@@ -188,6 +191,7 @@ def main() -> None:
         blob = torch.load(weights[0], map_location="cpu", weights_only=False)
         for label, fmt, g in [("qcdq (BN unfolded, flightco before)", "qcdq", genome),
                               ("onnx-int", "onnx-int", genome),
+                              ("onnx-int --float-stem", "onnx-int float-stem", genome),
                               ("signed int8 (tensorrt form) in onnxruntime", "tensorrt", genome),
                               ("onnx-int, uniform W8A8 twin", "onnx-int", genome.with_uniform_bits(8)),
                               ("onnx-int, uniform W4A4 twin", "onnx-int", genome.with_uniform_bits(4))]:
@@ -200,8 +204,8 @@ def main() -> None:
                     for i in range(6):
                         model(calib[i * 32:(i + 1) * 32])
             model.eval()
-            p = out / f"table_{fmt}_{g.bits_summary().split()[0].replace('/', '_')}.onnx"
-            write_format(model, calib[:1], p, fmt, calib)
+            p = out / f"table_{fmt.replace(' ', '_')}_{g.bits_summary().split()[0].replace('/', '_')}.onnx"
+            write_format(model, calib[:1], p, fmt.split()[0], calib, float_stem=fmt.endswith("float-stem"))
             variants.append((label, p))
         for label, p in variants:
             a, b = _measure(p, shape, args.threads), _measure(p, shape, args.threads)
@@ -219,6 +223,9 @@ def main() -> None:
         print(f"integer convolutions: {sum(int(r['int_convs'].split('/')[0]) for r in rows)}/"
               f"{sum(int(r['int_convs'].split('/')[1]) for r in rows)} over {len(rows)} models; "
               f"median integer kernel-time share {100 * statistics.median(r['int_share'] for r in rows):.0f}%")
+        fs = [r["float_stem_speedup_b32"] for r in rows]
+        print(f"with --float-stem (the stem a float conv, every other conv integer): batch 32 median "
+              f"{statistics.median(fs):.2f} (range {min(fs):.2f}-{max(fs):.2f}) over float")
     print(f"int_speedup={statistics.median(b32):.3f}" if rows else "int_speedup=nan")
 
 

@@ -66,16 +66,18 @@ def pareto(run: str | Path, *, all_trials: bool = False, measured: bool = False)
 
 
 def export(run: str | Path, trial: int, format: str = "onnx-int", *, out: str | Path | None = None,
-           weights: str = "auto", measure: bool = True, min_agreement: float = 0.995) -> Any:
+           weights: str = "auto", measure: bool = True, min_agreement: float = 0.995,
+           float_stem: bool = False) -> Any:
     """Export, verify and measure one trial, like ``flightco export``; returns the
     :class:`flightco.export.ExportReport` (also written as ``<out>.json`` / ``<out>.md``).
-    ``out`` defaults to ``<run>/exports/trial_NNNN.<format>.onnx``."""
+    ``out`` defaults to ``<run>/exports/trial_NNNN.<format>.onnx``; ``float_stem`` as
+    ``--float-stem``."""
     from flightco.export import export_trial
 
     if out is None:
         out = Path(run) / "exports" / f"trial_{trial:04d}.{format}.onnx"
     return export_trial(Path(run), trial, Path(out), weights=weights, min_agreement=min_agreement, fmt=format,
-                        measure=measure)
+                        measure=measure, float_stem=float_stem)
 
 
 def price(genome: Any, profile: str | Path | Any) -> dict[str, float]:

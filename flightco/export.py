@@ -248,13 +248,13 @@ def export_trial(
     run_dir: Path, number: int, out: Path, *, weights: str = "auto", min_agreement: float = 0.995,
     max_images: int | None = None, fmt: str = DEFAULT_FORMAT, measure: bool = True, threads: int = 1,
     deploy_to: str = "onnxruntime", trials: int | None = None, runtime_options: dict | None = None,
-    w8_type: str = "auto",
+    w8_type: str = "auto", float_stem: bool = False,
 ) -> ExportReport:
     """Rebuild trial ``number``'s model, export it to ``out`` as ``fmt``, verify it from raw test
     images, measure it in its runtime, and write ``<out>.json`` / ``<out>.md``. ``runtime_options``
     override ``deploy_to``'s compile options (a benchmark's variant: then the run's own
     ``measured/`` records are left as they are). ``w8_type`` (onnx-int): how 8-bit weights are
-    stored, see :func:`export_onnx_int`."""
+    stored, and ``float_stem``, see :func:`export_onnx_int`."""
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     from flightco.runtime_export import check_runtime_option
@@ -262,6 +262,8 @@ def export_trial(
 
     if w8_type not in W8_TYPES:
         raise ExportError(f"--w8-type must be one of {', '.join(W8_TYPES)}, got {w8_type!r}")
+    if float_stem and fmt != "onnx-int":
+        raise ExportError(f"--float-stem applies to --format onnx-int only, got --format {fmt}")
 
     check_runtime_option(deploy_to, fmt)
     out = Path(out)
@@ -321,7 +323,7 @@ def export_trial(
         if fmt in ("onnx-int", "tensorrt"):
             trained_accuracy = float((predict(model, data.test.x).argmax(1) == data.test.y).float().mean())
         calib = data.train.x[torch.from_numpy(verification_indices(data.train.y.numpy(), CALIBRATION_IMAGES, seed=1))]
-        model, changes = write_format(model, x[:1], tmp, fmt, calib, w8_type)
+        model, changes = write_format(model, x[:1], tmp, fmt, calib, w8_type, float_stem)
         info = {"format": fmt, "trial": number, "bits": genome.bits_summary()}
         if storage:  # a file with int8 8-bit weights is exact only on CPUs whose kernels do not saturate
             info["w8_type"] = storage
@@ -438,7 +440,7 @@ def check_export_paths(out: Path, min_agreement: float) -> None:
 
 
 def write_format(model: Any, example: Any, path: Path, fmt: str, calibration: Any,
-                 w8_type: str = "auto") -> tuple[Any, dict[str, int] | None]:
+                 w8_type: str = "auto", float_stem: bool = False) -> tuple[Any, dict[str, int] | None]:
     """Write ``model`` to ``path`` as ``fmt``; returns the model the file computes (the folded,
     bias-snapped deploy form for onnx-int / tensorrt, else ``model``) and what the passes changed."""
     if fmt in ("onnx-int", "tensorrt"):
@@ -448,7 +450,7 @@ def write_format(model: Any, example: Any, path: Path, fmt: str, calibration: An
         model = fold_for_deploy(model, calibration, signed_activations=fmt == "tensorrt")
         snap_biases(model, bias_scales(_brevitas_qcdq(model, example, path)))
         if fmt == "onnx-int":
-            return model, export_onnx_int(model, example, path, w8_type)
+            return model, export_onnx_int(model, example, path, w8_type, float_stem)
         return model, export_tensorrt(model, example, path)
     if fmt == "qonnx":
         export_qonnx_file(model, example, path)
@@ -605,7 +607,8 @@ def _brevitas_qcdq(model: Any, example: Any, path: Path) -> Any:
     return onnx.load(str(path))
 
 
-def export_onnx_int(model: Any, example: Any, path: Path, w8_type: str = "auto") -> dict[str, int]:
+def export_onnx_int(model: Any, example: Any, path: Path, w8_type: str = "auto",
+                    float_stem: bool = False) -> dict[str, int]:
     """``onnx-int``: the QDQ form onnxruntime runs as integer kernels. ``model`` must be the
     deploy form (:func:`flightco.nn.deploy.fold_for_deploy`: BN folded, every conv input and
     output quantized). Weight clips are folded into int8 initializers, biases become int32,
@@ -615,7 +618,9 @@ def export_onnx_int(model: Any, example: Any, path: Path, w8_type: str = "auto")
     elsewhere (``uint8``: AVX2's kernel saturates on int8 ones; a file for such a target);
     depthwise convolutions are padded, exactly, to the channel multiple of onnxruntime's fast
     depthwise kernel (:mod:`flightco.onnx_channel_pad`); float-weight layers are guarded so
-    onnxruntime does not quantize them itself. Returns how many nodes each pass changed."""
+    onnxruntime does not quantize them itself. ``float_stem`` runs the stem as a float conv on the
+    quantized input (:func:`flightco.onnx_passes.float_stem`: faster with one input channel).
+    Returns how many nodes each pass changed."""
     import onnx
 
     from flightco.onnx_channel_pad import pad_depthwise_channels
@@ -626,12 +631,16 @@ def export_onnx_int(model: Any, example: Any, path: Path, w8_type: str = "auto")
         quantize_bias_int32,
         wide_weights_to_uint8,
     )
+    from flightco.onnx_passes import float_stem as run_stem_in_float
     from flightco.runtimes.onnxruntime import signed_8bit_weights
 
     unsigned_8bit = not signed_8bit_weights(w8_type)
     graph = _brevitas_qcdq(model, example, path)
     changes = {"weight_clips_folded": fold_constant_clips(graph), "int32_biases": quantize_bias_int32(graph),
-               "activations_to_uint8": activations_to_uint8(graph), "float_layers_guarded": guard_float_weights(graph),
+               "activations_to_uint8": activations_to_uint8(graph)}
+    if float_stem:
+        changes["stem_in_float"] = run_stem_in_float(graph)
+    changes |= {"float_layers_guarded": guard_float_weights(graph),
                "8bit_weights_to_uint8": wide_weights_to_uint8(graph) if unsigned_8bit else 0,
                "depthwise_channels_padded": pad_depthwise_channels(graph)}
     onnx.checker.check_model(graph)

@@ -606,6 +606,14 @@ def test_export_final_weights_of_a_trial_without_finals(run, tmp_path):
     assert_unchanged(folder, before)
 
 
+def test_export_float_stem_outside_onnx_int(run, tmp_path):
+    folder, before = run
+    one_line_error(invoke("export", folder, "--trial", 0, "--out", tmp_path / "m.onnx", "--format", "qcdq",
+                          "--float-stem"), "--float-stem applies to --format onnx-int only")
+    assert not (tmp_path / "m.onnx").exists()
+    assert_unchanged(folder, before)
+
+
 @pytest.mark.parametrize("option,value", [("--weights", "best"), ("--format", "tflite"), ("--trial", "first")])
 def test_export_bad_choices_are_one_line_usage_errors(run, tmp_path, option, value):
     folder, _ = run

@@ -68,6 +68,31 @@ def test_onnx_int_runs_every_convolution_as_an_integer_kernel_and_agrees(trained
     assert (predict(model, data.test.x).argmax(1) == predict(folded, data.test.x).argmax(1)).float().mean() >= 0.95
 
 
+def test_float_stem_runs_only_the_stem_in_float_and_agrees(trained, deployed, tmp_path):
+    """--float-stem: the stem's integer weights become their float values, guarded so that
+    onnxruntime does not re-quantize them; every other conv stays integer, the report says why
+    the stem is float, and the logits stay those of the all-integer file up to rounding ties."""
+    model, data = trained
+    folded, path = deployed
+    stem = tmp_path / "stem.onnx"
+    changes = export_onnx_int(folded, data.test.x[:1], stem, float_stem=True)
+    assert changes["stem_in_float"] == 1 and changes["float_layers_guarded"] == 1
+    report = kernel_report(stem, example=data.test.x[:1].numpy())
+    assert report.integer_convolutions == report.convolutions - 1 == 8
+    assert [n["reason"] for n in report.not_integer if "stem" in n["node"]] == [
+        "float on purpose (--float-stem: the stem's integer weights run as a float conv)"]
+    g = onnx.load(str(stem)).graph
+    conv = next(n for n in g.node if n.op_type == "Conv")
+    weights = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    assert weights[conv.input[1]].dtype == np.float32  # the real values of the integer weights
+    x = data.test.x.numpy()
+    export_onnx_int(folded, data.test.x[:1], path)
+    integer = session(path).run(None, {"input": x})[0]
+    floated = session(stem).run(None, {"input": x})[0]
+    assert (integer.argmax(1) == floated.argmax(1)).mean() >= 0.995
+    assert (floated.argmax(1) == predict(folded, data.test.x).numpy().argmax(1)).mean() >= 0.995
+
+
 def test_sub_8bit_onnx_int_agrees(tmp_path):
     torch.manual_seed(1)
     data = load_dataset("mnist5k", limit_train=256)

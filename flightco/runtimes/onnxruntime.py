@@ -129,7 +129,11 @@ def _reason(node: Any, producer: dict[str, Any], consumers: dict[str, list[Any]]
             return to_q(users[0].output[0])
         return len(users) == 1 and users[0].op_type == "QuantizeLinear"
 
+    from flightco.onnx_passes import FLOAT_STEM_SUFFIX
+
     if node.op_type in ("Conv", "Gemm", "MatMul"):
+        if FLOAT_STEM_SUFFIX in node.input[1]:
+            return "float on purpose (--float-stem: the stem's integer weights run as a float conv)"
         if node.input[1] in constants or not from_dq(node.input[1]):
             return "float weights (the genome keeps this layer in float)"
         if not from_dq(node.input[0]):
