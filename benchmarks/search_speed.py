@@ -48,7 +48,8 @@ def run_search(folder: Path, name: str, profile: str, strategy: str, args: argpa
                      "final": {"epochs": args.final_epochs, "batch_size": 64, "lr": 0.003}, "finalists": 0},
         "search": {"trials": 100000, "timeout_s": args.budget, "sampler": "nsga2", "population_size": 8,
                    "seed": args.seed, "strategy": strategy,
-                   "supernet": {"epochs": args.supernet_epochs, "batch_size": args.supernet_batch, "calibration_images": 256}},
+                   "supernet": {"epochs": args.supernet_epochs, "batch_size": args.supernet_batch, "calibration_images": 256,
+                                **({} if args.finetune_steps is None else {"finetune_steps": args.finetune_steps})}},
     }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -98,6 +99,9 @@ def main() -> None:
     ap.add_argument("--supernet-epochs", type=float, default=3)
     ap.add_argument("--supernet-batch", type=int, default=128)
     ap.add_argument("--final-epochs", type=float, default=3)
+    ap.add_argument("--finetune-steps", type=int, default=None,
+                    help="supernet: QAT steps on each extracted subnet before scoring it "
+                         "(search.supernet.finetune_steps; default: the recipe's default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "search_speed",
                     help="folder for the figures' JSON and the fronts' plot")

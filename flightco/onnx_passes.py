@@ -175,7 +175,7 @@ def float_stem(model: onnx.ModelProto) -> int:
     on an AVX-512 VNNI EPYC (onnxruntime 1.32, 1 thread, batch 32, 28x28): a 1->24 3x3/2 stem took
     125 us as QLinearConv against 22 us as a float conv (plus ~40 us of re-quantization and layout
     changes); a front model's whole file ran 0.87x the time of its all-integer export, with the same
-    logits on 256 images. Exactness: the same integers times the same scales, accumulated in float
+    logits on 999 of 1,000 test images (one rounding tie moved one image's logits; same top-1). Exactness: the same integers times the same scales, accumulated in float
     instead of int32. Call before :func:`guard_float_weights`, which then keeps onnxruntime from
     re-quantizing these weights. Returns the number of convs changed."""
     graph = model.graph
