@@ -189,12 +189,12 @@ def main() -> None:
         variants = [("float ONNX", out / f"trial_{best['trial']:04d}.float.onnx")]
         weights = sorted(trial_dir(Path(args.run), best["trial"]).glob("*.pt"))
         blob = torch.load(weights[0], map_location="cpu", weights_only=False)
-        for label, fmt, g in [("qcdq (BN unfolded, flightco before)", "qcdq", genome),
-                              ("onnx-int", "onnx-int", genome),
-                              ("onnx-int --float-stem", "onnx-int float-stem", genome),
-                              ("signed int8 (tensorrt form) in onnxruntime", "tensorrt", genome),
-                              ("onnx-int, uniform W8A8 twin", "onnx-int", genome.with_uniform_bits(8)),
-                              ("onnx-int, uniform W4A4 twin", "onnx-int", genome.with_uniform_bits(4))]:
+        for label, fmt, g, options in [("qcdq (BN unfolded, flightco before)", "qcdq", genome, {}),
+                                       ("onnx-int", "onnx-int", genome, {}),
+                                       ("onnx-int --float-stem", "onnx-int", genome, {"float_stem": True}),
+                                       ("signed int8 (tensorrt form) in onnxruntime", "tensorrt", genome, {}),
+                                       ("onnx-int, uniform W8A8 twin", "onnx-int", genome.with_uniform_bits(8), {}),
+                                       ("onnx-int, uniform W4A4 twin", "onnx-int", genome.with_uniform_bits(4), {})]:
             model = build_model(g, collect_stats_steps=4)
             if g is genome:
                 model.load_state_dict(blob["state_dict"])
@@ -204,8 +204,8 @@ def main() -> None:
                     for i in range(6):
                         model(calib[i * 32:(i + 1) * 32])
             model.eval()
-            p = out / f"table_{fmt.replace(' ', '_')}_{g.bits_summary().split()[0].replace('/', '_')}.onnx"
-            write_format(model, calib[:1], p, fmt.split()[0], calib, float_stem=fmt.endswith("float-stem"))
+            p = out / f"table_{fmt}{'_float_stem' if options else ''}_{g.bits_summary().split()[0].replace('/', '_')}.onnx"
+            write_format(model, calib[:1], p, fmt, calib, **options)
             variants.append((label, p))
         for label, p in variants:
             a, b = _measure(p, shape, args.threads), _measure(p, shape, args.threads)

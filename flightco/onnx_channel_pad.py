@@ -105,6 +105,14 @@ def _pad_real_zeros(q: np.ndarray, pad: int, axis: int, zp: np.ndarray | None) -
     return out
 
 
+def _add_known_constant(g: _Graph, base: str, value: np.ndarray) -> str:
+    """Add a constant to the graph and to ``g``'s values, so a later pad of the same input (a
+    residual projection is padded on both axes) reads the padded array without a rebuild."""
+    name = _add_constant(g.graph, base, value)
+    g.values[name] = value
+    return name
+
+
 def _pad_channel_constant(g: _Graph, conv: onnx.NodeProto, index: int, pad: int, axis: int, channels: int) -> None:
     """Pad input ``index`` of ``conv`` (weight or bias, constant or DQ of a constant) by ``pad``
     real zeros along ``axis``; a per-channel DQ's scale and zero point repeat their last channel's. New
@@ -114,15 +122,15 @@ def _pad_channel_constant(g: _Graph, conv: onnx.NodeProto, index: int, pad: int,
         raise ValueError(f"{conv.name}: input {index} is not a constant")
     dq, value = found
     if dq is None:
-        conv.input[index] = _add_constant(g.graph, f"{conv.input[index]}_padded", _pad0(value, pad, axis))
+        conv.input[index] = _add_known_constant(g, f"{conv.input[index]}_padded", _pad0(value, pad, axis))
         return
     zp = g.values.get(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else None
-    dq.input[0] = _add_constant(g.graph, f"{dq.input[0]}_padded", _pad_real_zeros(value, pad, axis, zp))
+    dq.input[0] = _add_known_constant(g, f"{dq.input[0]}_padded", _pad_real_zeros(value, pad, axis, zp))
     if axis == 0:  # per output channel: the DQ's scale / zero point are per channel too (or scalars)
         for j in (1, 2):  # scales repeat the last channel's (onnxruntime fuses an int32 bias only if its
             # scale is input scale x weight scale, channel by channel); zero points are 0 there
             if len(dq.input) > j and dq.input[j] and g.values[dq.input[j]].size == channels:
-                dq.input[j] = _add_constant(g.graph, f"{dq.input[j]}_padded", _pad0(g.values[dq.input[j]], pad, 0, edge=True))
+                dq.input[j] = _add_known_constant(g, f"{dq.input[j]}_padded", _pad0(g.values[dq.input[j]], pad, 0, edge=True))
 
 
 class _Stream:
@@ -232,14 +240,13 @@ def pad_depthwise_channels(model: onnx.ModelProto, align: int = DEPTHWISE_CHANNE
                  if len(conv.input) > i and conv.input[i]]
         edits += [(conv, 1, 1) for conv in st.readers + [r for _, r, _ in st.depthwise]]
         if any(g.weight(conv, i) is None for conv, i, _ in edits):
-            continue
+            continue  # a weight or bias that is not a constant: leave this stream as it is
         shape = {id(conv): g.weight(conv, 1)[1].shape for conv, _, _ in edits}
         if any(shape[id(c)][0] != groups for c in st.writers) \
                 or any(shape[id(c)][1] != groups for c, _, axis in edits if axis == 1):
-            continue  # a non-constant weight or bias, or a width that is not the stream's: leave it
-        for conv, i, axis in edits:  # a residual projection is padded twice (it reads the
+            continue  # a width that is not the stream's: leave it
+        for conv, i, axis in edits:  # a residual projection is padded on both axes (it reads the
             _pad_channel_constant(g, conv, i, pad, axis, groups)  # depthwise output and writes the trunk)
-            g = _Graph(model)
         for d, _, chain in st.depthwise:
             for a in d.attribute:
                 if a.name == "group":
