@@ -619,7 +619,9 @@ def export_onnx_int(model: Any, example: Any, path: Path, w8_type: str = "auto",
     depthwise convolutions are padded, exactly, to the channel multiple of onnxruntime's fast
     depthwise kernel (:mod:`flightco.onnx_channel_pad`); float-weight layers are guarded so
     onnxruntime does not quantize them itself. ``float_stem`` runs the stem as a float conv on the
-    quantized input (:func:`flightco.onnx_passes.float_stem`: faster with one input channel).
+    quantized input (:func:`flightco.onnx_passes.float_stem`: faster with one input channel);
+    otherwise a strided stem on 1 or 3 channels reads a ``SpaceToDepth`` of the input as a
+    stride-1 integer conv (:mod:`flightco.onnx_stem`: exact, onnxruntime's fast kernel).
     Returns how many nodes each pass changed."""
     import onnx
 
@@ -632,6 +634,7 @@ def export_onnx_int(model: Any, example: Any, path: Path, w8_type: str = "auto",
         wide_weights_to_uint8,
     )
     from flightco.onnx_passes import float_stem as run_stem_in_float
+    from flightco.onnx_stem import space_to_depth_stem
     from flightco.runtimes.onnxruntime import signed_8bit_weights
 
     unsigned_8bit = not signed_8bit_weights(w8_type)
@@ -642,7 +645,8 @@ def export_onnx_int(model: Any, example: Any, path: Path, w8_type: str = "auto",
         changes["stem_in_float"] = run_stem_in_float(graph)
     changes |= {"float_layers_guarded": guard_float_weights(graph),
                "8bit_weights_to_uint8": wide_weights_to_uint8(graph) if unsigned_8bit else 0,
-               "depthwise_channels_padded": pad_depthwise_channels(graph)}
+               "depthwise_channels_padded": pad_depthwise_channels(graph),
+               "stem_space_to_depth": space_to_depth_stem(graph)}
     onnx.checker.check_model(graph)
     onnx.save(graph, str(path))
     return changes

@@ -113,15 +113,18 @@ class _Graph:
 
 
 def build_onnx(genome: Genome, path: Path, seed: int = 0, w8_type: str = "auto", pad_depthwise: bool = True,
-               uint8_depthwise: bool = False) -> None:
+               uint8_depthwise: bool = False, stem_space_to_depth: bool = True) -> None:
     """Write the ``onnx-int`` form of ``genome`` (random integer weights) to ``path``; ``w8_type``
     as for :func:`flightco.export.export_onnx_int`; ``pad_depthwise=False`` skips export's
     depthwise channel padding and ``uint8_depthwise=True`` stores 8-bit depthwise weights as
-    uint8 too where dense ones are (export's form before it kept them int8), to compare."""
+    uint8 too where dense ones are (export's form before it kept them int8), and
+    ``stem_space_to_depth=False`` keeps the strided stem as it is (export's form before
+    :mod:`flightco.onnx_stem`), to compare."""
     import onnx
     from onnx import TensorProto, helper
 
     from flightco.onnx_channel_pad import pad_depthwise_channels
+    from flightco.onnx_stem import space_to_depth_stem
     from flightco.runtimes.onnxruntime import signed_8bit_weights
 
     g = _Graph(seed, signed_8bit_weights(w8_type), uint8_depthwise)
@@ -181,4 +184,6 @@ def build_onnx(genome: Genome, path: Path, seed: int = 0, w8_type: str = "auto",
     model.ir_version = 8
     if pad_depthwise:
         pad_depthwise_channels(model)
+    if stem_space_to_depth:
+        space_to_depth_stem(model)
     onnx.save(model, str(path))
