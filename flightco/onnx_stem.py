@@ -3,10 +3,12 @@
 Why: the stem reads the image, which has 1 (or 3) channels. onnxruntime's fast symmetric integer
 conv (MLAS ``MlasConvSym``) needs a multiple of 4 input channels on x86, so such a stem runs
 through im2col and a QGEMM whose reduction is only ``k*k`` (9) long, and a per-call cost swamps
-its few MACs. Measured on an AVX-512 VNNI EPYC (onnxruntime 1.32, 1 thread, batch 32, 28x28): a
-1->16 3x3/2 stem took 140 us as ``QLinearConv``; after ``SpaceToDepth(2)`` the same conv as a
-4->16 2x2/1 ``QLinearConv`` took 64 us (+12 us for ``SpaceToDepth`` on the float input); 1->24:
-161 vs 75 us; 1->8 (below MLAS's 16 output channels) 136 vs 99 us. Outputs identical.
+its few MACs. Measured on an AVX-512 VNNI EPYC (onnxruntime 1.32, 1 thread, batch 32), a stem
+graph (quantize, conv, ReLU, requantize) timed interleaved against its rewrite, 40 rounds: 1->16,
+1->24 and 1->32 3x3/2 stems at 28x28 ran in 0.62-0.64x the time (p10-p90 0.59-0.67), 1->8 in 0.87x
+(below MLAS's 16 output channels the symmetric kernel is not taken, only the GEMM's reduction
+grows); 3->16..32 at 32x32 in 0.69-0.71x, 3->8 in 0.97x. Per conv node: 1->16, 140 -> 64 us (+12
+us for ``SpaceToDepth`` on the float input).
 
 How, exactly: ``SpaceToDepth(s)`` moves each ``s x s`` block of pixels into ``s*s`` channels
 (output channel ``(py*s + px)*C + c``). Input row ``s*i + d - p`` of tap ``d`` lies in block row

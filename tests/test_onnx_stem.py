@@ -26,13 +26,13 @@ def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: list(a.ints) for a in node.attribute if a.ints}
 
 
-def _stem_only(path, in_channels: int, resolution: int, kernel: int, w_dtype, a_bits: int) -> None:
+def _stem_only(path, in_channels: int, resolution: int, kernel: int, w_dtype, a_bits: int, cout: int = 16) -> None:
     """input -> Q [-> Clip] -> DQ -> Conv(DQ w, DQ int32 b), stride 2 -> Relu -> Q -> DQ: a stem whose
     outputs span its 8-bit range (build_onnx's random network is for timing: its logits are 0)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    cout, zp_w = 16, (128 if w_dtype == np.uint8 else 0)
+    zp_w = 128 if w_dtype == np.uint8 else 0
     w = (rng.integers(-127, 128, size=(cout, in_channels, kernel, kernel)) + zp_w).astype(w_dtype)
     ws = rng.uniform(0.005, 0.02, cout).astype(np.float32)
     xs = np.float32(0.02)
