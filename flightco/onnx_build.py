@@ -39,11 +39,19 @@ def _has_relu(layer: LayerWorkload) -> bool:
     return layer.name == "stem" or layer.name.endswith(RELU_KERNELS)
 
 
+ACTIVATION_RANGE = 3.0
+"""Activations are scaled for a unit-variance signal (weights preserve variance): a quantizer covers
+about +-3 (signed) or 0..3 (after a ReLU), so values survive every layer of a random network and
+tests that compare two rewrites of one graph compare real outputs, not zeros."""
+
+
 class _Graph:
     """A small graph writer: unique names, initializers, nodes."""
 
     def __init__(self, seed: int, signed_8bit: bool, uint8_depthwise: bool = False) -> None:
         self.uint8_depthwise = uint8_depthwise
+        self.input_scale = 1.0  # the scale of the last quantized activation: the next layer's input
+        self.weight_scale = 1.0  # the scale of the last layer's weights (its int32 bias uses both)
         self.nodes: list = []
         self.inits: list = []
         self.n = 0
@@ -71,7 +79,9 @@ class _Graph:
     def quantize(self, x: str, bits: int, signed: bool, base: str) -> str:
         """Q (uint8) -> Clip to ``2**bits`` levels below 8 bits -> DQ: a quantized activation."""
         zp = 128 if signed else 0
-        scale = self.const(f"{base}_scale", np.array(0.05, np.float32))
+        step = ACTIVATION_RANGE / (2 ** (bits - 1) if signed else 2 ** bits - 1)
+        self.input_scale = float(np.float32(step))
+        scale = self.const(f"{base}_scale", np.array(step, np.float32))
         zero = self.const(f"{base}_zp", np.array(zp, np.uint8))
         q = self.node("QuantizeLinear", [x, scale, zero], base)
         if bits < 8:
@@ -90,7 +100,9 @@ class _Graph:
             q, zp = (w + 128).astype(np.uint8), np.full(cout if per_channel else (), 128, np.uint8)
         else:
             q, zp = w.astype(np.int8), np.zeros(cout if per_channel else (), np.int8)
-        scale = np.full(cout, 0.01, np.float32) if per_channel else np.array(0.01, np.float32)
+        step = np.float32(np.sqrt(6.0 / np.prod(shape[1:])) / levels)  # uniform codes, He gain: unit variance through ReLUs
+        self.weight_scale = float(step)
+        scale = np.full(cout, step, np.float32) if per_channel else np.array(step, np.float32)
         attrs = {"axis": 0} if per_channel else {}
         return self.node("DequantizeLinear", [self.const(f"{base}_w", q), self.const(f"{base}_ws", scale),
                                               self.const(f"{base}_wzp", zp)], f"{base}_w", **attrs)
@@ -101,8 +113,9 @@ class _Graph:
         if not quantized_input:
             return self.const(f"{base}_b", np.zeros(cout, np.float32))
         shape = cout if axis else ()
+        bias_scale = np.float32(self.input_scale) * np.float32(self.weight_scale)  # what QLinearConv fuses
         return self.node("DequantizeLinear", [self.const(f"{base}_b", np.zeros(cout, np.int32)),
-                                              self.const(f"{base}_bs", np.full(shape, 5e-4, np.float32)),
+                                              self.const(f"{base}_bs", np.full(shape, bias_scale, np.float32)),
                                               self.const(f"{base}_bzp", np.zeros(shape, np.int32))],
                          f"{base}_b", **({"axis": 0} if axis else {}))
 
