@@ -292,7 +292,12 @@ def run_trials(
             trial.set_user_attr("status", "failed: budget reached before this trial started (not trained)")
             study.tell(trial, state=TrialState.FAIL)
             continue
-        if _run_one(study, trial, objective, heartbeat):
+        done = _run_one(study, trial, objective, heartbeat)
+        if done is None:  # another worker failed it meanwhile (our heartbeat lapsed): it is retried
+            reporter.stage(f"trial {trial.number} was failed by another worker while it ran here (its heartbeat "
+                           "lapsed: a very busy machine?); its result is dropped, the trial is retried")
+            continue
+        if done:
             ran += 1
             failures_in_a_row = 0
             continue
@@ -323,8 +328,26 @@ def _interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
     retry_callback()(study, study._storage.get_trial(trial._trial_id))
 
 
-def _run_one(study: optuna.Study, trial: optuna.Trial, objective: Objective, heartbeat: bool) -> bool:
-    """Run and close one trial; returns whether it finished (complete or pruned)."""
+def _run_one(study: optuna.Study, trial: optuna.Trial, objective: Objective, heartbeat: bool) -> bool | None:
+    """Run and close one trial; returns whether it finished (complete or pruned), or None when
+    another worker had already failed it: a worker whose heartbeat lapsed (a machine too busy to
+    beat in time, not a dead one) is taken for dead and its trial retried elsewhere, so what this
+    worker computed can no longer be stored, and that must not stop the worker either."""
+    try:
+        return _run_and_tell(study, trial, objective, heartbeat)
+    except Exception:
+        if not getattr(trial, "_flightco_told", False) and study._storage.get_trial(trial._trial_id).state.is_finished():
+            return None
+        raise
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, values: object = None, state: TrialState | None = None) -> None:
+    """``study.tell``, remembering that this worker closed the trial (not another one)."""
+    study.tell(trial, values, state=state)
+    trial._flightco_told = True  # type: ignore[attr-defined]
+
+
+def _run_and_tell(study: optuna.Study, trial: optuna.Trial, objective: Objective, heartbeat: bool) -> bool:
     beat = _Heartbeat(study, trial._trial_id) if heartbeat else None
     try:
         if beat:
@@ -335,10 +358,10 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, objective: Objective, hea
             if beat:
                 beat.__exit__()
     except optuna.TrialPruned:
-        study.tell(trial, state=TrialState.PRUNED)
+        _tell(study, trial, state=TrialState.PRUNED)
         return True
     except TrialFailed:
-        study.tell(trial, state=TrialState.FAIL)
+        _tell(study, trial, state=TrialState.FAIL)
         return False
     except KeyboardInterrupt:
         _interrupted(study, trial)
@@ -349,12 +372,12 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, objective: Objective, hea
             raise KeyboardInterrupt from None
         where = exc.filename or "the artifact folder"
         trial.set_user_attr("status", f"failed: cannot write {where}: {exc.strerror or exc}")
-        study.tell(trial, state=TrialState.FAIL)
+        _tell(study, trial, state=TrialState.FAIL)
         raise RunError(f"{where}: cannot write trial artifacts ({exc.strerror or exc}); "
                        "finished trials are kept, free space or fix the folder and re-run to resume") from None
     except BaseException as exc:
         trial.set_user_attr("status", f"failed: {exc.__class__.__name__}: {str(exc)[:200]}")
-        study.tell(trial, state=TrialState.FAIL)
+        _tell(study, trial, state=TrialState.FAIL)
         raise
-    study.tell(trial, values)
+    _tell(study, trial, values)
     return True

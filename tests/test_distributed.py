@@ -257,3 +257,46 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_trials(tmp_path):
     _, study = load_study(out)
     assert any(t.state == TrialState.COMPLETE for t in study.trials)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+
+
+def _taken_over(study, trial) -> None:
+    """What another worker does to a trial whose heartbeat lapsed: fail it through its own handle."""
+    import optuna
+
+    other = optuna.load_study(study_name=study.study_name, storage=study._storage)
+    other._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+
+
+@pytest.mark.parametrize("touch_after", [True, False])
+def test_a_slow_worker_whose_trial_was_failed_elsewhere_drops_its_result_and_goes_on(tmp_path, touch_after):
+    """Under heavy load a live worker can miss its heartbeats; another worker then fails its trial
+    and retries it. The slow worker must not die when its own writes meet the finished trial
+    (``set_user_attr`` raises UpdateFinishedTrialError, ``tell`` a ValueError): ``_run_one`` says
+    None (neither finished here nor a failure of the recipe). A real error in a trial nobody else
+    touched still propagates, with the trial failed and its cause recorded."""
+    import optuna
+
+    from flightco.study import _run_one
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])
+
+    def slow(trial):
+        trial.set_user_attr("genome", {"stem": 8})
+        _taken_over(study, trial)
+        if touch_after:
+            trial.set_user_attr("metrics", {"energy_mj": 1.0})
+        return 0.9, 1.0
+
+    trial = study.ask()
+    assert _run_one(study, trial, slow, heartbeat=False) is None
+    assert study.trials[trial.number].state == TrialState.FAIL
+
+    def broken(trial):
+        raise RuntimeError("a real bug")
+
+    trial = study.ask()
+    with pytest.raises(RuntimeError, match="a real bug"):
+        _run_one(study, trial, broken, heartbeat=False)
+    assert study.trials[trial.number].state == TrialState.FAIL
+    assert "a real bug" in study.trials[trial.number].user_attrs["status"]
