@@ -333,21 +333,22 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, objective: Objective, hea
     another worker had already failed it: a worker whose heartbeat lapsed (a machine too busy to
     beat in time, not a dead one) is taken for dead and its trial retried elsewhere, so what this
     worker computed can no longer be stored, and that must not stop the worker either."""
+    told: list[bool] = []  # whether this worker closed the trial (a real error then propagates)
+
+    def tell(values: object = None, state: TrialState | None = None) -> None:
+        study.tell(trial, values, state=state)
+        told.append(True)
+
     try:
-        return _run_and_tell(study, trial, objective, heartbeat)
+        return _run_and_tell(study, trial, objective, heartbeat, tell)
     except Exception:
-        if not getattr(trial, "_flightco_told", False) and study._storage.get_trial(trial._trial_id).state.is_finished():
+        if not told and study._storage.get_trial(trial._trial_id).state.is_finished():
             return None
         raise
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, values: object = None, state: TrialState | None = None) -> None:
-    """``study.tell``, remembering that this worker closed the trial (not another one)."""
-    study.tell(trial, values, state=state)
-    trial._flightco_told = True  # type: ignore[attr-defined]
-
-
-def _run_and_tell(study: optuna.Study, trial: optuna.Trial, objective: Objective, heartbeat: bool) -> bool:
+def _run_and_tell(study: optuna.Study, trial: optuna.Trial, objective: Objective, heartbeat: bool,
+                  tell: Callable[..., None]) -> bool:
     beat = _Heartbeat(study, trial._trial_id) if heartbeat else None
     try:
         if beat:
@@ -358,10 +359,10 @@ def _run_and_tell(study: optuna.Study, trial: optuna.Trial, objective: Objective
             if beat:
                 beat.__exit__()
     except optuna.TrialPruned:
-        _tell(study, trial, state=TrialState.PRUNED)
+        tell(state=TrialState.PRUNED)
         return True
     except TrialFailed:
-        _tell(study, trial, state=TrialState.FAIL)
+        tell(state=TrialState.FAIL)
         return False
     except KeyboardInterrupt:
         _interrupted(study, trial)
@@ -372,12 +373,12 @@ def _run_and_tell(study: optuna.Study, trial: optuna.Trial, objective: Objective
             raise KeyboardInterrupt from None
         where = exc.filename or "the artifact folder"
         trial.set_user_attr("status", f"failed: cannot write {where}: {exc.strerror or exc}")
-        _tell(study, trial, state=TrialState.FAIL)
+        tell(state=TrialState.FAIL)
         raise RunError(f"{where}: cannot write trial artifacts ({exc.strerror or exc}); "
                        "finished trials are kept, free space or fix the folder and re-run to resume") from None
     except BaseException as exc:
         trial.set_user_attr("status", f"failed: {exc.__class__.__name__}: {str(exc)[:200]}")
-        _tell(study, trial, state=TrialState.FAIL)
+        tell(state=TrialState.FAIL)
         raise
-    _tell(study, trial, values)
+    tell(values)
     return True
