@@ -71,7 +71,9 @@ def main() -> None:
                          "bits), and the same network after as many steps from scratch (the same cost)")
     ap.add_argument("--finetune-lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="genomes, data split and (unless --supernet-seed) the supernet")
+    ap.add_argument("--supernet-seed", type=int, default=None,
+                    help="train the supernet at another seed, same genomes and data (with --reuse-standalone: its spread)")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "supernet_ranking")
     ap.add_argument("--reuse-standalone", action="store_true",
                     help="take the proxy and stand-alone accuracies from an earlier run with the same data, genomes and "
@@ -104,7 +106,7 @@ def main() -> None:
 
     cfg = SupernetConfig(epochs=args.supernet_epochs, batch_size=args.supernet_batch,
                          random_subnets=args.random_subnets, children_bits=args.children_bits,
-                         bit_warmup=args.bit_warmup, seed=args.seed)
+                         bit_warmup=args.bit_warmup, seed=args.seed if args.supernet_seed is None else args.supernet_seed)
     t = time.perf_counter()
     net = Supernet(space, ds.in_channels, ds.resolution, ds.num_classes)
     info = train_supernet(net, ds.train.x, ds.train.y, cfg)
