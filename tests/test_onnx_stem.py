@@ -28,7 +28,7 @@ def _attrs(node: onnx.NodeProto) -> dict:
 
 def _stem_only(path, in_channels: int, resolution: int, kernel: int, w_dtype, a_bits: int, cout: int = 16) -> None:
     """input -> Q [-> Clip] -> DQ -> Conv(DQ w, DQ int32 b), stride 2 -> Relu -> Q -> DQ: a stem whose
-    outputs span its 8-bit range (build_onnx's random network is for timing: its logits are 0)."""
+    outputs span its 8-bit range, with per-channel weight scales and a 4-bit input clip on demand."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
