@@ -201,7 +201,7 @@ def _search_and_finalize(recipe, run_dir: Path, storage: str | None, study_name:
             if journal:
                 recover_orphaned_trials(study, reporter)
             ran = run_trials(study, ctx, reporter, budget=search.trials, timeout_s=search.timeout_s)
-            stopped = _stopped_early(study) if recipe.search.early_stopping else ""
+            stopped = _stopped_early(study, recipe.search.strategy) if recipe.search.early_stopping else ""
             reporter.stage(f"proxy search done ({ran} trials run here{stopped}); training {k} finalists with the final budget")
             run_finalists(study, ctx, reporter, k)
     except KeyboardInterrupt:
@@ -260,7 +260,7 @@ def _print_hypervolume(study, history_path: Path | None = None, say=None) -> Non
         say(f"wrote {write_history(hist, history_path, study.study_name)}")
 
 
-def _stopped_early(study) -> str:
+def _stopped_early(study, strategy: str = "per_trial") -> str:
     """``", N of M trained trials stopped early"`` for the end-of-search line."""
     from optuna.trial import TrialState
 
@@ -268,7 +268,8 @@ def _stopped_early(study) -> str:
                  if str(t.user_attrs.get("status", "")).startswith("pruned"))
     trained = pruned + sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                            if "proxy" in t.user_attrs)
-    return f"; early stopping stopped {pruned} of {trained} trained trials"
+    what = "scored subnets, before their fine-tuning" if strategy == "supernet" else "trained trials"
+    return f"; early stopping stopped {pruned} of {trained} {what}"
 
 
 @app.command()

@@ -12,6 +12,10 @@ earlier trial's figures at that rung; the trial goes on only while fewer than ``
 ranked trials lie in strictly better fronts. A cheap trial with poor accuracy survives when nothing
 is both cheaper and more accurate, so stopping never empties the cheap end of a front.
 
+Under ``strategy: supernet`` the same rule gates the fine-tuning of each extracted subnet: the
+inherited accuracy (rung 0, :data:`INHERITED_RUNG`) is ranked with the known costs against the
+earlier subnets' inherited accuracies, and only the promising ones pay for their fine-tuning steps.
+
 Every trial records its accuracy at each rung (``rungs`` user attribute) whether stopping is on
 or not, so a run with stopping off can show offline (:func:`replay`) which trials the rule would
 have stopped, and whether any of them reached the final front.
@@ -25,6 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 
 RUNG_ATTR = "rungs"
+INHERITED_RUNG = 0.0
+"""The supernet strategy's only rung: a subnet's inherited accuracy before its fine-tuning steps,
+the cheap first fidelity of a two-fidelity evaluation (fine-tuning costs about twice as much)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,9 @@ class Decision:
     peers: int  # other trials ranked at this rung
 
     def reason(self) -> str:
-        return (f"stopped at {100 * self.rung:g}% of its proxy training: accuracy {self.accuracy:.3f}; "
+        where = ("on its inherited accuracy, before fine-tuning" if self.rung == INHERITED_RUNG
+                 else f"at {100 * self.rung:g}% of its proxy training")
+        return (f"stopped {where}: accuracy {self.accuracy:.3f}; "
                 f"{self.better} of {self.peers + 1} trials at this point are in better fronts "
                 f"(accuracy x known costs), more than 1/eta allows ({self.allowed})")
 

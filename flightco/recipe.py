@@ -85,7 +85,8 @@ class EarlyStoppingSpec(_Strict):
 
     enabled: bool = Field(True, description="false: only record accuracy at the rungs (to replay the rule offline)")
     rungs: list[float] = Field(default_factory=lambda: [0.25, 0.5], min_length=1,
-                               description="fractions of the proxy training at which trials are judged")
+                               description="fractions of the proxy training at which trials are judged "
+                                           "(per_trial; the supernet strategy judges once, before fine-tuning)")
     eta: int = Field(3, ge=2, description="a trial goes on while fewer than 1/eta of the ranked trials are in better fronts")
     min_peers: int = Field(6, ge=1, description="earlier trials needed at a rung before any trial is stopped there")
     bn_batches: int = Field(5, ge=1, description="training batches that recalibrate BatchNorm before each rung's evaluation")
@@ -126,7 +127,9 @@ class SearchSpec(_Strict):
     strategy: Literal["per_trial", "supernet"] = Field(
         "per_trial", description="per_trial: train every candidate briefly; supernet: inherit weights from one supernet")
     supernet: SupernetSpec = SupernetSpec()
-    early_stopping: EarlyStoppingSpec | None = Field(None, description="stop hopeless proxy trainings (null: off)")
+    early_stopping: EarlyStoppingSpec | None = Field(
+        None, description="stop hopeless candidates (per_trial: at the rungs of their proxy training; supernet: on "
+                          "their inherited accuracy, before their fine-tuning steps; null: off)")
     hypervolume_reference: dict[str, float] | None = Field(
         None, description="reference point (objective metric -> value) of the run's hypervolume; default in flightco/hypervolume.py")
 

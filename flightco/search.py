@@ -272,18 +272,26 @@ class Objective:
         self.reporter.trial_finished(row)
         return values
 
-    def _inherited_accuracy(self, trial: optuna.Trial, genome: Genome) -> float:
-        """Supernet strategy: extract the subnet, recalibrate it, score it on validation."""
+    def _inherited_accuracy(self, trial: optuna.Trial, genome: Genome, metrics: dict[str, float]) -> float:
+        """Supernet strategy: extract the subnet, recalibrate it, fine-tune it, score it on
+        validation. With early stopping, its inherited accuracy first decides (MO-ASHA against the
+        earlier subnets' inherited accuracies) whether it is worth its fine-tuning steps."""
+        from flightco.early_stop import INHERITED_RUNG
+
         evaluator = self.supernet()
-        model, accuracy, seconds = evaluator.evaluate(genome)
-        save_weights(model, genome, trial_dir(self.ctx.run_dir, trial.number) / "proxy.pt")
+        stopping = self.ctx.recipe.search.early_stopping
+        on_rung = self._early_stopping(trial, metrics) if stopping else None
+        gate = (lambda accuracy: on_rung(INHERITED_RUNG, accuracy)) if on_rung else None
+        result = evaluator.evaluate(genome, before_finetune=gate)
+        save_weights(result.model, genome, trial_dir(self.ctx.run_dir, trial.number) / "proxy.pt")
         trial.set_user_attr("status", "inherited from the supernet")
         trial.set_user_attr("weights_trial", trial.number)
         trial.set_user_attr("proxy", {
-            "val_accuracy": accuracy, "source": "inherited", "supernet": evaluator.key, "seconds": seconds,
+            "val_accuracy": result.accuracy, "source": "inherited", "supernet": evaluator.key, "seconds": result.seconds,
             "calibration_images": len(evaluator.calibration), "val_images": len(self.ctx.dataset.val),
-            "finetune_steps": self.ctx.recipe.search.supernet.finetune_steps})
-        return accuracy
+            "finetune_steps": self.ctx.recipe.search.supernet.finetune_steps,
+            **({"inherited_accuracy": result.inherited_accuracy} if result.inherited_accuracy is not None else {})})
+        return result.accuracy
 
     def _early_stopping(self, trial: optuna.Trial, metrics: dict[str, float]) -> Any:
         """The ``on_rung`` callback of this trial's proxy training: record the rung's accuracy and,
@@ -320,7 +328,7 @@ class Objective:
             raise optuna.TrialPruned(f"duplicate of pruned trial {pruned.number}")
         same = _find_trained_twin(trial.study, genome)
         if same is None and ctx.recipe.search.strategy == "supernet":
-            return self._inherited_accuracy(trial, genome)
+            return self._inherited_accuracy(trial, genome, metrics)
         if same is not None:
             trial.set_user_attr("status", f"duplicate of trial {same.number} (not retrained)")
             trial.set_user_attr("weights_trial", same.user_attrs.get("weights_trial", same.number))

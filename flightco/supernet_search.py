@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,16 +95,36 @@ class SupernetEvaluator:
             torch.save({"state_dict": net.state_dict(), "info": self.info}, tmp)
         return net
 
-    def evaluate(self, genome: Any) -> tuple[Any, float, float]:
-        """(extracted model, inherited validation accuracy, seconds)."""
+    def evaluate(self, genome: Any, before_finetune: Callable[[float], None] | None = None) -> Evaluation:
+        """Extract, recalibrate, fine-tune (``finetune_steps``) and score ``genome`` on validation.
+
+        ``before_finetune``, when given and fine-tuning is on, receives the inherited validation
+        accuracy first and may raise (``optuna.TrialPruned``) to skip the fine-tuning: the
+        two-fidelity gate of early stopping under this strategy."""
         from flightco.nn.supernet import extract
         from flightco.train import evaluate
 
         start = time.perf_counter()
         model = extract(self.net, genome, self.calibration)
         spec = self.ctx.recipe.search.supernet
+        inherited = None
         if spec.finetune_steps:  # a few QAT steps at the subnet's own bits (see SupernetSpec.finetune_steps)
             from flightco.nn.supernet import train_steps
 
+            if before_finetune is not None:
+                inherited = evaluate(model, self.ctx.dataset.val)
+                before_finetune(inherited)
             train_steps(model, self.ctx.dataset.train, spec.finetune_steps, spec.finetune_lr, self.ctx.recipe.search.seed)
-        return model, evaluate(model, self.ctx.dataset.val), time.perf_counter() - start
+        accuracy = evaluate(model, self.ctx.dataset.val)
+        return Evaluation(model, accuracy, time.perf_counter() - start, inherited)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One subnet's score: the model it was measured on, its validation accuracy (after any
+    fine-tuning), the seconds it took, and the inherited accuracy before fine-tuning when measured."""
+
+    model: Any
+    accuracy: float
+    seconds: float
+    inherited_accuracy: float | None = None

@@ -77,6 +77,31 @@ def test_supernet_search_inherits_accuracies_and_is_reused_by_another_target(cli
     done = [t for t in study.trials if "proxy" in t.user_attrs]
     assert done and all(t.user_attrs["proxy"]["finetune_steps"] == 2 for t in done)
 
+    # a third target with early stopping: each subnet's inherited accuracy, ranked with its known
+    # costs against the earlier subnets' (MO-ASHA), decides whether it is worth its fine-tuning
+    from optuna.trial import TrialState
+
+    gated = {**tuned, "trials": 8, "sampler": "random",
+             "early_stopping": {"eta": 2, "min_peers": 1}}
+    third = tiny_recipe(search=gated, training=training, name="gated_target")
+    proc = cli("optimize", write_recipe(third, "c.yaml"), "--out", tmp_path / "runs" / "gated")
+    assert proc.returncode == 0, proc.stderr
+    assert "reusing the supernet" in proc.stdout
+    _, study = load_study(tmp_path / "runs" / "gated")
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    tuned_done = [t for t in study.trials if t.state == TrialState.COMPLETE and "proxy" in t.user_attrs]
+    assert pruned, "with eta 2 and one peer needed, a dominated subnet must be stopped"
+    assert all(t.user_attrs["status"].startswith("pruned: stopped on its inherited accuracy, before fine-tuning")
+               for t in pruned)
+    from flightco.runs import trial_dir
+
+    weights = lambda t: trial_dir(tmp_path / "runs" / "gated", t.number) / "proxy.pt"  # noqa: E731
+    assert not any(weights(t).exists() for t in pruned) and all(weights(t).exists() for t in tuned_done)
+    assert tuned_done and all(t.user_attrs["proxy"]["inherited_accuracy"] == t.user_attrs["rungs"]["0"]
+                              for t in tuned_done)
+    assert all("0" in t.user_attrs["rungs"] for t in pruned)
+    assert f"early stopping stopped {len(pruned)} of {len(pruned) + len(tuned_done)} scored subnets" in proc.stdout
+
 
 def test_bit_warmup_starts_children_at_the_top_bit_widths():
     from flightco.nn.supernet import allowed_bits
@@ -116,3 +141,4 @@ def test_children_bits_decide_what_the_sandwich_rule_trains(children_bits):
     assert lowest == (top if children_bits == "top" else bottom)
     with pytest.raises(ValueError, match="children_bits must be top or random"):
         train_supernet(net, x, y, SupernetConfig(epochs=1, children_bits="half"))
+
