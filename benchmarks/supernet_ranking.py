@@ -9,7 +9,9 @@ Kendall's tau between the stand-alone trained test accuracy and
 (c) the inherited subnet after ``--finetune-steps`` QAT steps at its own bits, beside the same
     number of steps from scratch (what that cost buys without the supernet),
 
-with bootstrap 95 % confidence intervals over the genomes (n = 15 gives a null std of tau ~ 0.19).
+with bootstrap 95 % confidence intervals over the genomes (n = 15 gives a null std of tau ~ 0.19),
+and each signal's cost bias: its least-squares slope against ln(BitFusion energy) beside the
+truth's (a signal that falls faster towards cheap networks than the truth stretches a front).
 
 The stand-alone "truth" is the mean test accuracy of trainings at ``--truth-seeds`` (seed
 ``s + i`` for genome ``i``), which the proxy, the from-scratch rows and the supernet never use:
@@ -178,6 +180,22 @@ def main() -> None:
         lo, hi = bootstrap_tau(truth, values)
         taus[name] = tau
         print(f"  {name:50s} tau {tau:+.3f}  [{lo:+.3f}, {hi:+.3f}]")
+    # cost bias: how steeply each signal falls with the network's cost, against how steeply the
+    # truth does. A signal that drops faster than the truth towards cheap networks (a weight-sharing
+    # supernet whose small subnets are under-trained) makes a front look more expensive to shrink
+    # than it is, which a finalist rule comparing accuracies across costs pays for.
+    from flightco.hw.profile import load_profile
+    from flightco.metrics import genome_metrics
+
+    bitfusion = load_profile(ROOT / "hw_profiles" / "bitfusion.yaml")
+    log_energy = np.log([genome_metrics(g, [bitfusion])["energy_mj"] for g in genomes])
+    truth_slope = float(np.polyfit(log_energy, truth, 1)[0])
+    print(f"\ncost bias: least-squares slope of accuracy per ln(BitFusion energy) over the {len(genomes)} genomes "
+          f"(energies {np.exp(log_energy).min():.3g}-{np.exp(log_energy).max():.3g} mJ)")
+    print(f"  {'stand-alone truth':50s} slope {truth_slope:+.4f}")
+    for name, values in rows:
+        slope = float(np.polyfit(log_energy, values, 1)[0])
+        print(f"  {name:50s} slope {slope:+.4f}  (signal - truth: {slope - truth_slope:+.4f})")
     key = next(name for name in taus if name.startswith(f"supernet, inherited, recalibrated on {default} "))
     print(f"kendall_tau_inherited={taus[key]:.3f}")
 
