@@ -261,7 +261,7 @@ def _print_hypervolume(study, history_path: Path | None = None, say=None) -> Non
 
 
 def _stopped_early(study, strategy: str = "per_trial") -> str:
-    """``", N of M trained trials stopped early"`` for the end-of-search line."""
+    """``"; early stopping stopped N of M trained trials"`` (or scored subnets) for the end-of-search line."""
     from optuna.trial import TrialState
 
     pruned = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))

@@ -137,6 +137,9 @@ class SearchSpec(_Strict):
     def _budget(self) -> SearchSpec:
         if self.trials is None and self.timeout_s is None:
             raise ValueError("set trials, timeout_s or both")
+        if self.strategy == "supernet" and self.early_stopping is not None and self.supernet.finetune_steps == 0:
+            raise ValueError("early_stopping under strategy supernet decides which subnets are fine-tuned, so it needs "
+                             "supernet.finetune_steps > 0 (or early_stopping: null)")
         return self
 
 

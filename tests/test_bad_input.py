@@ -153,6 +153,9 @@ FIELD_CASES = {
     "test fraction > 1": ({"dataset": {"name": "mnist5k", "test_fraction": 1.5}}, "dataset.test_fraction"),
     "negative lr": ({"training": {"proxy": {"epochs": 1, "lr": -1}}}, "training.proxy.lr"),
     "empty hardware": ({"hardware": []}, "hardware"),
+    "supernet gate without fine-tuning": (
+        {"search": {"trials": 2, "strategy": "supernet", "supernet": {"finetune_steps": 0}, "early_stopping": {"eta": 3}}},
+        "needs supernet.finetune_steps > 0"),
 }
 
 
