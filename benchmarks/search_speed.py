@@ -11,6 +11,10 @@ against the recipe's fixed reference point is taken at each point: at thirds of 
 run, and for the supernet on a finer grid of the same time axis (0.1, 0.15, ... of the per-trial
 wall time), scanned in order until it reaches the per-trial final hypervolume.
 
+Both strategies run with the same ``search.early_stopping`` (``--early-stopping ETA``, default 3;
+0 turns it off): per-trial stops proxy trainings at 25 % and 50 %, the supernet skips the
+fine-tuning of subnets whose inherited score is unpromising.
+
 Reported: per target and strategy, hypervolume over wall time; the wall time the supernet needs
 to reach the per-trial strategy's final hypervolume (``inf`` if never). The last line is
 ``supernet_time_fraction=<f> reuse_time_fraction=<g>``: supernet time / per-trial time on the
