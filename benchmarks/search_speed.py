@@ -72,6 +72,7 @@ def load_run(run: Path) -> dict:
     training is inside its first trial, so it counts), the reference point and the wall time."""
     from optuna.trial import TrialState
 
+    from flightco.early_stop import stopped_trials
     from flightco.runs import load_study
 
     _, study = load_study(run)
@@ -81,8 +82,7 @@ def load_run(run: Path) -> dict:
     return {"trials": trials, "at": {t.number: (t.datetime_complete - start).total_seconds() for t in trials},
             "objectives": study.user_attrs["objectives"], "directions": study.directions,
             "reference": study.user_attrs["hypervolume_reference"], "wall": wall, "count": len(study.trials),
-            "stopped": sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
-                           if str(t.user_attrs.get("status", "")).startswith("pruned"))}
+            "stopped": len(stopped_trials(study))}
 
 
 def front_at(run: dict, at: float) -> list:

@@ -260,12 +260,13 @@ def _print_hypervolume(study, history_path: Path | None = None, say=None) -> Non
         say(f"wrote {write_history(hist, history_path, study.study_name)}")
 
 
-def _stopped_early(study, strategy: str = "per_trial") -> str:
+def _stopped_early(study, strategy: str) -> str:
     """``"; early stopping stopped N of M trained trials"`` (or scored subnets) for the end-of-search line."""
     from optuna.trial import TrialState
 
-    pruned = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
-                 if str(t.user_attrs.get("status", "")).startswith("pruned"))
+    from flightco.early_stop import stopped_trials
+
+    pruned = len(stopped_trials(study))
     trained = pruned + sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                            if "proxy" in t.user_attrs)
     what = "scored subnets, before their fine-tuning" if strategy == "supernet" else "trained trials"

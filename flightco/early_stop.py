@@ -25,8 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import optuna
 
 RUNG_ATTR = "rungs"
 INHERITED_RUNG = 0.0
@@ -77,6 +81,15 @@ def decide(accuracy: float, costs: Sequence[float], peers: Sequence[tuple[float,
 def cost_vector(metrics: Mapping[str, float], objectives: Sequence[tuple[str, str]]) -> list[float]:
     """The non-accuracy objectives of a trial as values to minimize."""
     return [metrics[m] if d == "minimize" else -metrics[m] for m, d in objectives if m != "accuracy"]
+
+
+def stopped_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials early stopping stopped: pruned with a ``pruned: ...`` status (the rule's reason,
+    or a duplicate of a stopped genome), read without copying them."""
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+            if str(t.user_attrs.get("status", "")).startswith("pruned")]
 
 
 def rung_key(rung: float) -> str:

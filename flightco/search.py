@@ -367,11 +367,10 @@ class Objective:
 
 def _find_pruned_twin(study: optuna.Study, genome: Genome) -> FrozenTrial | None:
     """A trial with the same Genome that early stopping stopped (its verdict is reused)."""
+    from flightco.early_stop import stopped_trials
+
     key = genome.to_dict()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
-        if t.user_attrs.get("genome") == key and str(t.user_attrs.get("status", "")).startswith("pruned"):
-            return t
-    return None
+    return next((t for t in stopped_trials(study) if t.user_attrs.get("genome") == key), None)
 
 
 def _find_trained_twin(study: optuna.Study, genome: Genome) -> FrozenTrial | None:

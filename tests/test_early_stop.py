@@ -105,3 +105,26 @@ def test_search_with_early_stopping_prunes_and_says_why(cli, write_recipe, tmp_p
     assert f"early stopping stopped {len(pruned)} of" in proc.stdout
     table = cli("pareto", out, "--all")
     assert table.returncode == 0 and "pruned" in table.stdout and "hypervolume (reference accuracy 0" in table.stdout
+
+
+def test_stopped_trials_are_the_pruned_ones_with_a_reason_and_their_twins_are_found():
+    from flightco.early_stop import stopped_trials
+    from flightco.search import _find_pruned_twin
+    from flightco.space import SearchSpace, sample_genome
+    from conftest import SPACE
+
+    space = SearchSpace.load(SPACE)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    genomes = []
+    for status, state in [("pruned: stopped on its inherited accuracy, before fine-tuning", TrialState.PRUNED),
+                          ("failed: budget reached", TrialState.PRUNED), ("trained", TrialState.COMPLETE)]:
+        t = study.ask()
+        g = sample_genome(t, space, in_channels=1, resolution=28, num_classes=10)
+        genomes.append(g)
+        t.set_user_attr("genome", g.to_dict())
+        t.set_user_attr("status", status)
+        study.tell(t, [0.5, 1.0] if state == TrialState.COMPLETE else None, state=state)
+    assert [t.number for t in stopped_trials(study)] == [0]
+    assert _find_pruned_twin(study, genomes[0]).number == 0
+    assert _find_pruned_twin(study, genomes[1]) is None  # pruned, but not by early stopping
+    assert _find_pruned_twin(study, genomes[2]) is None  # trained
