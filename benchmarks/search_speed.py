@@ -13,7 +13,9 @@ wall time), scanned in order until it reaches the per-trial final hypervolume.
 
 Both strategies run with the same ``search.early_stopping`` (``--early-stopping ETA``, default 3;
 0 turns it off): per-trial stops proxy trainings at 25 % and 50 %, the supernet skips the
-fine-tuning of subnets whose inherited score is unpromising.
+fine-tuning of subnets whose inherited score is unpromising. The supernet strategy uses its
+accuracy predictor (recipe default; ``--no-predictor`` turns it off): on the first target it is
+fitted once 16 subnets are scored, on the second it starts from the first target's archive.
 
 Reported: per target and strategy, hypervolume over wall time; the wall time the supernet needs
 to reach the per-trial strategy's final hypervolume (``inf`` if never). The last line is
@@ -54,7 +56,8 @@ def run_search(folder: Path, name: str, profile: str, strategy: str, args: argpa
                    "seed": args.seed, "strategy": strategy,
                    **({"early_stopping": {"eta": args.early_stopping}} if args.early_stopping else {}),
                    "supernet": {"epochs": args.supernet_epochs, "batch_size": args.supernet_batch, "calibration_images": 256,
-                                **({} if args.finetune_steps is None else {"finetune_steps": args.finetune_steps})}},
+                                **({} if args.finetune_steps is None else {"finetune_steps": args.finetune_steps}),
+                                **({"predictor": None} if args.no_predictor else {})}},
     }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -73,6 +76,7 @@ def load_run(run: Path) -> dict:
     from optuna.trial import TrialState
 
     from flightco.early_stop import stopped_trials
+    from flightco.predictor_search import PREDICTED_ATTR, PREDICTOR_ATTR
     from flightco.runs import load_study
 
     _, study = load_study(run)
@@ -82,7 +86,8 @@ def load_run(run: Path) -> dict:
     return {"trials": trials, "at": {t.number: (t.datetime_complete - start).total_seconds() for t in trials},
             "objectives": study.user_attrs["objectives"], "directions": study.directions,
             "reference": study.user_attrs["hypervolume_reference"], "wall": wall, "count": len(study.trials),
-            "stopped": len(stopped_trials(study))}
+            "stopped": len(stopped_trials(study)), "predictor": study.user_attrs.get(PREDICTOR_ATTR, []),
+            "queued": {t.number for t in trials if PREDICTED_ATTR in t.user_attrs}}
 
 
 def front_at(run: dict, at: float) -> list:
@@ -112,6 +117,8 @@ def main() -> None:
     ap.add_argument("--early-stopping", type=int, default=3, metavar="ETA",
                     help="search.early_stopping with this eta for BOTH strategies (MO-ASHA: per_trial stops proxy "
                          "trainings at 25%% and 50%%, supernet skips the fine-tuning of unpromising subnets); 0: off")
+    ap.add_argument("--no-predictor", action="store_true",
+                    help="supernet: turn the accuracy predictor off (search.supernet.predictor: null)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "search_speed",
                     help="folder for the figures' JSON and the fronts' plot")
@@ -170,6 +177,15 @@ def main() -> None:
             print(f"{target:9s} {strategy:9s} {runs[strategy]['count']} trials ({len(runs[strategy]['trials'])} scored, "
                   f"{runs[strategy]['stopped']} stopped early) "
                   f"in {runs[strategy]['wall']:.0f} s of search ({seconds:.0f} s with start-up)", flush=True)
+            for fit in runs[strategy]["predictor"]:
+                print(f"{'':9s} {strategy:9s} accuracy predictor: fitted on {fit['records']} scored subnets "
+                      f"(held-out Kendall tau {fit['cv_kendall_tau']:.2f}), {fit['candidates']} candidates in "
+                      f"{fit['seconds']:.1f} s, {fit['queued']} queued", flush=True)
+            if runs[strategy]["queued"]:
+                front = {t.number for t in front_at(runs[strategy], runs[strategy]["wall"])}
+                print(f"{'':9s} {strategy:9s} {len(runs[strategy]['queued'] & front)} of the "
+                      f"{len(runs[strategy]['queued'])} scored predicted-front subnets are on the final front "
+                      f"({len(front)} members)", flush=True)
         pt, sn = runs["per_trial"], runs["supernet"]
         # the per-trial strategy's curve at thirds of its wall time; its end is the goal
         pt_curve = [(pt["wall"] * k / 3, *scored(pt, pt["wall"] * k / 3)) for k in (1, 2, 3)]
@@ -203,7 +219,8 @@ def main() -> None:
         report["targets"][target] = {
             "goal_hypervolume": goal, "reached_s": reached, "fraction": fraction,
             "runs": {k: {"wall_s": v["wall"], "trials": v["count"], "trained": len(v["trials"]),
-                         "stopped": v["stopped"], "reference": v["reference"],
+                         "stopped": v["stopped"], "reference": v["reference"], "predictor": v["predictor"],
+                         "queued": sorted(v["queued"]),
                          "front": [member(t) for t in front_at(v, v["wall"])]} for k, v in runs.items()},
             "curves": {"per_trial": [(a, h, m) for a, h, m in pt_curve], "supernet": [(a, h, m) for a, h, m in sn_curve]},
         }

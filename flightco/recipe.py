@@ -99,6 +99,17 @@ class EarlyStoppingSpec(_Strict):
         return v
 
 
+class PredictorSpec(_Strict):
+    """The supernet strategy's accuracy predictor (flightco/predictor_search.py): fitted on the
+    supernet's scored subnets, it searches thousands of candidates and queues its predicted front."""
+
+    min_records: int = Field(16, ge=5, description="scored subnets (this run's and earlier searches' of the same supernet) "
+                                                   "before the first fit; it is refitted each time they double")
+    enqueue: int = Field(8, ge=1, description="predicted-front subnets queued for real scoring per fit")
+    samples: int = Field(1000, ge=100, description="candidates the predictor scores per fit (an NSGA-II search, "
+                                                   "about 3 ms each)")
+
+
 class SupernetSpec(_Strict):
     """Training of the weight-sharing supernet (``strategy: supernet``; see flightco/nn/supernet.py)."""
 
@@ -116,6 +127,8 @@ class SupernetSpec(_Strict):
                                                       "bits before it is scored (0: score the inherited weights as they are; "
                                                       "25 ranked and searched better than 0, measured: README)")
     finetune_lr: float = Field(1e-3, gt=0, description="learning rate of those steps (one-cycle schedule)")
+    predictor: PredictorSpec | None = Field(
+        PredictorSpec(), description="accuracy predictor that queues its predicted front for scoring (null: off)")
 
 
 class SearchSpec(_Strict):

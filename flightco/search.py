@@ -277,12 +277,23 @@ class Objective:
         validation. With early stopping, its inherited accuracy first decides (MO-ASHA against the
         earlier subnets' inherited accuracies) whether it is worth its fine-tuning steps."""
         from flightco.early_stop import INHERITED_RUNG
+        from flightco.predictor_search import queue_predicted_front, scored_records
 
         evaluator = self.supernet()
+        if self.ctx.recipe.search.supernet.predictor is not None:
+            queue_predicted_front(trial.study, self.ctx, scored_records(evaluator.path, evaluator.settings), self.reporter)
         stopping = self.ctx.recipe.search.early_stopping
         on_rung = self._early_stopping(trial, metrics) if stopping else None
-        gate = (lambda accuracy: on_rung(INHERITED_RUNG, accuracy)) if on_rung else None
-        result = evaluator.evaluate(genome, before_finetune=gate)
+
+        def gate(accuracy: float) -> None:
+            try:
+                on_rung(INHERITED_RUNG, accuracy)
+            except optuna.TrialPruned:
+                evaluator.record(trial.params, genome, inherited_accuracy=accuracy, accuracy=None)
+                raise
+
+        result = evaluator.evaluate(genome, before_finetune=gate if on_rung else None)
+        evaluator.record(trial.params, genome, inherited_accuracy=result.inherited_accuracy, accuracy=result.accuracy)
         save_weights(result.model, genome, trial_dir(self.ctx.run_dir, trial.number) / "proxy.pt")
         trial.set_user_attr("status", "inherited from the supernet")
         trial.set_user_attr("weights_trial", trial.number)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from flightco.atomic import atomic_path
+from flightco.subnet_archive import SubnetRecord, append, archive_path, settings_from
 
 SUPERNET_DIR = "supernet"
 
@@ -57,6 +58,15 @@ class SupernetEvaluator:
         g = torch.Generator().manual_seed(ctx.recipe.search.seed)
         n = min(ctx.recipe.search.supernet.calibration_images, len(ctx.dataset.train))
         self.calibration = ctx.dataset.train.x[torch.randperm(len(ctx.dataset.train), generator=g)[:n]]
+        self.settings = settings_from(ctx.recipe.search.supernet, n)
+        self.archive = archive_path(self.path)
+
+    def record(self, params: dict[str, Any], genome: Any, inherited_accuracy: float | None,
+               accuracy: float | None) -> None:
+        """Keep a scored subnet in the supernet's archive, for the accuracy predictor of this and
+        later searches of the same supernet."""
+        append(self.archive, SubnetRecord(params=dict(params), genome=genome.to_dict(), settings=self.settings,
+                                          inherited_accuracy=inherited_accuracy, accuracy=accuracy))
 
     def _sibling_checkpoint(self) -> Path | None:
         parent = Path(self.ctx.run_dir).resolve().parent

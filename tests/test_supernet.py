@@ -102,6 +102,29 @@ def test_supernet_search_inherits_accuracies_and_is_reused_by_another_target(cli
     assert all("0" in t.user_attrs["rungs"] for t in pruned)
     assert f"early stopping stopped {len(pruned)} of {len(pruned) + len(tuned_done)} scored subnets" in proc.stdout
 
+    # a fourth target with the accuracy predictor: fitted on the subnets the earlier targets scored
+    # with the same settings (the archives beside their checkpoints), it searches candidates by
+    # prediction and queues its predicted front, whose members are then scored for real
+    from flightco.predictor_search import PREDICTED_ATTR, PREDICTOR_ATTR, scored_records
+    from flightco.subnet_archive import ScoreSettings
+
+    checkpoint = next((tmp_path / "runs" / "gated" / "supernet").glob("*.pt"))
+    known = len(scored_records(checkpoint, ScoreSettings(64, 2, 1e-3)))
+    assert known >= 5, "the second and third targets scored subnets with fine-tuning"
+    predicted = {**tuned, "trials": 4,
+                 "supernet": {**tuned["supernet"], "predictor": {"min_records": known, "enqueue": 2, "samples": 100}}}
+    fourth = tiny_recipe(search=predicted, training=training, name="predicted_target")
+    proc = cli("optimize", write_recipe(fourth, "d.yaml"), "--out", tmp_path / "runs" / "predicted")
+    assert proc.returncode == 0, proc.stderr
+    assert f"accuracy predictor fitted on {known} scored subnets" in " ".join(proc.stdout.split())  # rich wraps
+    _, study = load_study(tmp_path / "runs" / "predicted")
+    fit, = study.user_attrs[PREDICTOR_ATTR]
+    assert fit["records"] == known and fit["candidates"] == 100 and 1 <= fit["queued"] <= 2
+    queued = [t for t in study.trials if PREDICTED_ATTR in t.user_attrs]
+    assert len(queued) == fit["queued"]
+    assert all(t.state == TrialState.COMPLETE and t.user_attrs["proxy"]["source"] == "inherited" for t in queued)
+    assert len(scored_records(checkpoint, ScoreSettings(64, 2, 1e-3))) > known  # its own scores were archived
+
 
 def test_bit_warmup_starts_children_at_the_top_bit_widths():
     from flightco.nn.supernet import allowed_bits

@@ -1,0 +1,106 @@
+"""Every subnet a supernet has scored, kept beside its checkpoint (``<key>.scores.jsonl``).
+
+A subnet's inherited score depends on the supernet, the data and the scoring settings, never on
+the hardware. So the scores one search measured are valid for every later search of the same
+supernet: another hardware target, other constraints, a resume. They are what the accuracy
+predictor (:mod:`flightco.accuracy_predictor`) learns from, as Once-for-All and APQ train their
+accuracy predictors on subnets measured with inherited weights.
+
+The file is append-only JSON lines, one record per scored subnet, each written with a single
+``O_APPEND`` write so that concurrent workers never interleave partial lines; a line cut short by
+a crash is skipped when read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ARCHIVE_SUFFIX = ".scores.jsonl"
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """What, besides the supernet, a score depends on: records measured otherwise are not mixed."""
+
+    calibration_images: int
+    finetune_steps: int
+    finetune_lr: float
+
+
+@dataclass(frozen=True)
+class SubnetRecord:
+    """One scored subnet: its Optuna parameters and Genome, the inherited accuracy (before any
+    fine-tuning; None when not measured separately) and the search's score (None when early
+    stopping skipped the fine-tuning)."""
+
+    params: dict[str, Any]
+    genome: dict[str, Any]
+    settings: ScoreSettings
+    inherited_accuracy: float | None
+    accuracy: float | None
+
+
+def archive_path(checkpoint: Path) -> Path:
+    """The archive that belongs to a supernet checkpoint ``<dir>/<key>.pt``."""
+    return checkpoint.with_name(checkpoint.stem + ARCHIVE_SUFFIX)
+
+
+def append(path: Path, record: SubnetRecord) -> None:
+    """Add one record with a single append-mode write (whole lines, even with several workers)."""
+    line = json.dumps({"params": record.params, "genome": record.genome, "settings": asdict(record.settings),
+                       "inherited_accuracy": record.inherited_accuracy, "accuracy": record.accuracy},
+                      sort_keys=True, separators=(",", ":")) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def _parse(line: str) -> SubnetRecord | None:
+    try:
+        d = json.loads(line)
+        return SubnetRecord(params=dict(d["params"]), genome=dict(d["genome"]), settings=ScoreSettings(**d["settings"]),
+                            inherited_accuracy=d["inherited_accuracy"], accuracy=d["accuracy"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a line cut short by a crash, or not ours
+
+
+def load(paths: Iterable[Path], settings: ScoreSettings) -> list[SubnetRecord]:
+    """Records measured with ``settings`` from every archive in ``paths``; a Genome scored in more
+    than one place keeps its first record (a repeat adds no information to learn from)."""
+    seen: set[str] = set()
+    out: list[SubnetRecord] = []
+    for path in paths:
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            record = _parse(line)
+            if record is None or record.settings != settings:
+                continue
+            key = json.dumps(record.genome, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                out.append(record)
+    return out
+
+
+def archives_for(checkpoint: Path) -> list[Path]:
+    """This run's archive and those of sibling run folders that searched the same supernet
+    (``<parent>/*/supernet/<key>.scores.jsonl``), as the checkpoint itself is found for reuse."""
+    own = archive_path(checkpoint)
+    parent = checkpoint.resolve().parent.parent.parent
+    siblings = sorted(p for p in parent.glob(f"*/{checkpoint.parent.name}/{own.name}") if p.resolve() != own.resolve())
+    return [own, *siblings]
+
+
+def settings_from(spec: Any, calibration_images: int) -> ScoreSettings:
+    """The ScoreSettings of a recipe's ``search.supernet`` block and the calibration set's size."""
+    return ScoreSettings(calibration_images=int(calibration_images), finetune_steps=int(spec.finetune_steps),
+                         finetune_lr=float(spec.finetune_lr))
