@@ -72,17 +72,21 @@ def _parse(line: str) -> SubnetRecord | None:
         return None  # a line cut short by a crash, or not ours
 
 
+def read(path: Path) -> list[SubnetRecord]:
+    """Every whole record of one archive, in the order they were scored (none if it is missing)."""
+    if not path.is_file():
+        return []
+    return [r for r in map(_parse, path.read_text().splitlines()) if r is not None]
+
+
 def load(paths: Iterable[Path], settings: ScoreSettings) -> list[SubnetRecord]:
     """Records measured with ``settings`` from every archive in ``paths``; a Genome scored in more
     than one place keeps its first record (a repeat adds no information to learn from)."""
     seen: set[str] = set()
     out: list[SubnetRecord] = []
     for path in paths:
-        if not path.is_file():
-            continue
-        for line in path.read_text().splitlines():
-            record = _parse(line)
-            if record is None or record.settings != settings:
+        for record in read(path):
+            if record.settings != settings:
                 continue
             key = json.dumps(record.genome, sort_keys=True)
             if key not in seen:

@@ -156,6 +156,12 @@ FIELD_CASES = {
     "supernet gate without fine-tuning": (
         {"search": {"trials": 2, "strategy": "supernet", "supernet": {"finetune_steps": 0}, "early_stopping": {"eta": 3}}},
         "needs supernet.finetune_steps > 0"),
+    "predictor fitted on too few subnets": (
+        {"search": {"trials": 2, "strategy": "supernet", "supernet": {"predictor": {"min_records": 2}}}},
+        "search.supernet.predictor.min_records"),
+    "unknown predictor setting": (
+        {"search": {"trials": 2, "strategy": "supernet", "supernet": {"predictor": {"model": "mlp"}}}},
+        "search.supernet.predictor.model"),
 }
 
 
