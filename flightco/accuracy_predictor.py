@@ -1,4 +1,4 @@
-"""Predict a subnet's inherited score from its choices (Once-for-All's and APQ's accuracy predictor).
+"""Predict a subnet's score on the supernet from its choices (Once-for-All's and APQ's accuracy predictor).
 
 Scoring a subnet on the supernet costs seconds (extraction, recalibration, fine-tuning, a
 validation pass); a regressor fitted on the subnets already scored answers in microseconds. The

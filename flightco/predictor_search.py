@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from flightco.accuracy_predictor import cross_validated_tau, make_predictor, subnet_features
@@ -80,16 +81,14 @@ def queue_predicted_front(study: optuna.Study, ctx: Any, records: list[SubnetRec
             trial.set_user_attr(PREDICTED_ATTR, float(acc))
             inner.tell(trial, [float(acc) if o.metric == "accuracy" else m[o.metric] for o in objectives])
 
-    from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
-
     # the feasible front, without Study.best_trials's deep copy of every candidate
-    front = _get_pareto_front_trials_by_trials(inner.get_trials(deepcopy=False), inner.directions,
-                                               consider_constraint=True)
+    candidates = inner.get_trials(deepcopy=False)
+    front = _get_pareto_front_trials_by_trials(candidates, inner.directions, consider_constraint=True)
     chosen = _spread(front, objectives, spec.enqueue, _genomes_in(study, ctx), ctx)
     for trial in chosen:
         study.enqueue_trial(trial.params, user_attrs={PREDICTED_ATTR: trial.user_attrs[PREDICTED_ATTR]},
                             skip_if_exists=True)
-    fit = {"records": len(records), "cv_kendall_tau": tau, "candidates": len(inner.trials), "front": len(front),
+    fit = {"records": len(records), "cv_kendall_tau": tau, "candidates": len(candidates), "front": len(front),
            "queued": len(chosen), "seconds": time.perf_counter() - start}
     study.set_user_attr(PREDICTOR_ATTR, [*history, fit])
     reporter.stage(f"accuracy predictor fitted on {len(records)} scored subnets (held-out Kendall tau {tau:.2f}); "

@@ -80,19 +80,18 @@ def read(path: Path) -> list[SubnetRecord]:
 
 
 def load(paths: Iterable[Path], settings: ScoreSettings) -> list[SubnetRecord]:
-    """Records measured with ``settings`` from every archive in ``paths``; a Genome scored in more
-    than one place keeps its first record (a repeat adds no information to learn from)."""
-    seen: set[str] = set()
-    out: list[SubnetRecord] = []
+    """Records measured with ``settings`` from every archive in ``paths``. A Genome scored in more
+    than one place keeps one record (a repeat adds nothing to learn from): its first one with a
+    search score, or its first one if early stopping skipped its fine-tuning everywhere."""
+    kept: dict[str, SubnetRecord] = {}
     for path in paths:
         for record in read(path):
             if record.settings != settings:
                 continue
             key = json.dumps(record.genome, sort_keys=True)
-            if key not in seen:
-                seen.add(key)
-                out.append(record)
-    return out
+            if key not in kept or (kept[key].accuracy is None and record.accuracy is not None):
+                kept[key] = record
+    return list(kept.values())
 
 
 def archives_for(checkpoint: Path) -> list[Path]:

@@ -16,6 +16,21 @@ SPACE = ROOT / "search_spaces" / "mobilenet.yaml"
 BITFUSION = ROOT / "hw_profiles" / "bitfusion.yaml"
 
 
+def random_genomes(space, n: int, seed: int = 0) -> list[tuple[dict, object]]:
+    """``n`` random (Optuna parameters, Genome) pairs of ``space`` for 28x28 one-channel images."""
+    import optuna
+
+    from flightco.space import sample_genome
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        t = study.ask()
+        genome = sample_genome(t, space, in_channels=1, resolution=28, num_classes=10)
+        out.append((t.params, genome))
+    return out
+
+
 def tiny_recipe(**overrides) -> dict:
     """A recipe that trains a handful of real MNIST digits for a few steps."""
     recipe = {

@@ -14,10 +14,10 @@ from flightco.metrics import genome_metrics
 from flightco.predictor_search import PREDICTED_ATTR, PREDICTOR_ATTR, due, queue_predicted_front, queued_params
 from flightco.recipe import load_recipe
 from flightco.search import QuietReporter, load_context, make_genome
-from flightco.space import SearchSpace, sample_genome
+from flightco.space import SearchSpace
 from flightco.subnet_archive import ScoreSettings, SubnetRecord
 
-from conftest import SPACE, tiny_recipe
+from conftest import SPACE, random_genomes, tiny_recipe
 
 
 def _known_score(features: dict[str, float]) -> float:
@@ -27,14 +27,7 @@ def _known_score(features: dict[str, float]) -> float:
 
 
 def _random_subnets(n: int, seed: int = 0) -> list[tuple[dict, object]]:
-    space = SearchSpace.load(SPACE)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    out = []
-    for _ in range(n):
-        t = study.ask()
-        genome = sample_genome(t, space, in_channels=1, resolution=28, num_classes=10)
-        out.append((t.params, genome))
-    return out
+    return random_genomes(SearchSpace.load(SPACE), n, seed)
 
 
 def test_features_read_every_choice_and_the_size_and_precision_aggregates():

@@ -46,3 +46,13 @@ def test_sibling_runs_of_the_same_supernet_share_their_archives(tmp_path: Path) 
     assert paths[0] == archive_path(own) and sibling.resolve() in [p.resolve() for p in paths]
     assert other_key.resolve() not in [p.resolve() for p in paths]
     assert [r.genome["stem_channels"] for r in load(paths, SETTINGS)] == [8]
+
+
+def test_a_subnet_stopped_in_one_run_and_scored_in_another_keeps_its_score(tmp_path: Path) -> None:
+    gated = tmp_path / "gated.scores.jsonl"
+    plain = tmp_path / "plain.scores.jsonl"
+    append(gated, _record(8, accuracy=None))  # early stopping skipped its fine-tuning here
+    append(plain, _record(8, accuracy=0.7))   # the same subnet, fine-tuned and scored elsewhere
+    append(plain, _record(16, accuracy=0.6))
+    records = load([gated, plain], SETTINGS)
+    assert [(r.genome["stem_channels"], r.accuracy) for r in records] == [(8, 0.7), (16, 0.6)]
