@@ -230,7 +230,8 @@ def main() -> None:
     (args.out / "search_speed.json").write_text(json.dumps(report, indent=1, default=str))
     plot(report, args.out / "search_speed.png")
     print(f"finalists' stand-alone training: {len(cache)} networks in {final_seconds[0]:.0f} s; whole benchmark "
-          f"{report['benchmark_s'] / 60:.1f} min; figures in {args.out}")
+          f"{report['benchmark_s'] / 60:.1f} min; figures in {args.out}; run folders (their supernet/*.scores.jsonl "
+          f"archives feed benchmarks/accuracy_predictor.py) in {folder}")
     print(f"supernet_time_fraction={fractions[0]:.3g} reuse_time_fraction={fractions[1]:.3g}")
 
 
