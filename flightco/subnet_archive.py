@@ -94,13 +94,19 @@ def load(paths: Iterable[Path], settings: ScoreSettings) -> list[SubnetRecord]:
     return list(kept.values())
 
 
+def in_sibling_runs(path: Path) -> list[Path]:
+    """The same file (``<run>/<folder>/<name>``) in the sibling run folders under the same parent,
+    sorted, ``path`` itself excluded: how a supernet's checkpoint and its archive are found for reuse."""
+    here = path.resolve()
+    parent = here.parent.parent.parent
+    return sorted(p for p in parent.glob(f"*/{here.parent.name}/{here.name}") if p.resolve() != here)
+
+
 def archives_for(checkpoint: Path) -> list[Path]:
     """This run's archive and those of sibling run folders that searched the same supernet
     (``<parent>/*/supernet/<key>.scores.jsonl``), as the checkpoint itself is found for reuse."""
     own = archive_path(checkpoint)
-    parent = checkpoint.resolve().parent.parent.parent
-    siblings = sorted(p for p in parent.glob(f"*/{checkpoint.parent.name}/{own.name}") if p.resolve() != own.resolve())
-    return [own, *siblings]
+    return [own, *in_sibling_runs(own)]
 
 
 def settings_from(spec: Any, calibration_images: int) -> ScoreSettings:

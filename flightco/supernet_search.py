@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from flightco.atomic import atomic_path
-from flightco.subnet_archive import SubnetRecord, append, archive_path, settings_from
+from flightco.subnet_archive import SubnetRecord, append, archive_path, in_sibling_runs, settings_from
 
 SUPERNET_DIR = "supernet"
 
@@ -69,11 +69,7 @@ class SupernetEvaluator:
                                           inherited_accuracy=inherited_accuracy, accuracy=accuracy))
 
     def _sibling_checkpoint(self) -> Path | None:
-        parent = Path(self.ctx.run_dir).resolve().parent
-        for path in sorted(parent.glob(f"*/{SUPERNET_DIR}/{self.key}.pt")):
-            if path.resolve() != self.path.resolve():
-                return path
-        return None
+        return next(iter(in_sibling_runs(self.path)), None)
 
     def _load_or_train(self) -> Any:
         import torch
