@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from flightco.accuracy_predictor import cross_validated_tau, make_predictor, subnet_features
 from flightco.metrics import genome_metrics
 from flightco.space import Genome
-from flightco.subnet_archive import SubnetRecord, archives_for, load
+from flightco.subnet_archive import ArchiveReader, SubnetRecord, archives_for
 
 PREDICTOR_ATTR = "accuracy_predictor"
 PREDICTED_ATTR = "predicted_accuracy"
@@ -42,9 +42,11 @@ def due(history: list[dict[str, Any]], records: int, min_records: int) -> bool:
     return records >= max(min_records, 2 * last)
 
 
-def scored_records(checkpoint: Any, settings: Any) -> list[SubnetRecord]:
-    """The archive's subnets that have the search's score (not those stopped before fine-tuning)."""
-    return [r for r in load(archives_for(checkpoint), settings) if r.accuracy is not None]
+def scored_records(checkpoint: Any, settings: Any, reader: ArchiveReader | None = None) -> list[SubnetRecord]:
+    """The archive's subnets that have the search's score (not those stopped before fine-tuning);
+    a search passes its ArchiveReader, which parses only what was appended since its last call."""
+    records = (reader or ArchiveReader()).load(archives_for(checkpoint), settings)
+    return [r for r in records if r.accuracy is not None]
 
 
 def queue_predicted_front(study: optuna.Study, ctx: Any, records: list[SubnetRecord],

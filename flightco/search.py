@@ -281,7 +281,8 @@ class Objective:
 
         evaluator = self.supernet()
         if self.ctx.recipe.search.supernet.predictor is not None:
-            queue_predicted_front(trial.study, self.ctx, scored_records(evaluator.path, evaluator.settings), self.reporter)
+            records = scored_records(evaluator.path, evaluator.settings, evaluator.reader)
+            queue_predicted_front(trial.study, self.ctx, records, self.reporter)
         stopping = self.ctx.recipe.search.early_stopping
         on_rung = self._early_stopping(trial, metrics) if stopping else None
 

@@ -74,24 +74,49 @@ def _parse(line: str) -> SubnetRecord | None:
 
 def read(path: Path) -> list[SubnetRecord]:
     """Every whole record of one archive, in the order they were scored (none if it is missing)."""
-    if not path.is_file():
-        return []
-    return [r for r in map(_parse, path.read_text().splitlines()) if r is not None]
+    return [record for _, record in ArchiveReader()._records(path)]
 
 
 def load(paths: Iterable[Path], settings: ScoreSettings) -> list[SubnetRecord]:
-    """Records measured with ``settings`` from every archive in ``paths``. A Genome scored in more
-    than one place keeps one record (a repeat adds nothing to learn from): its first one with a
-    search score, or its first one if early stopping skipped its fine-tuning everywhere."""
-    kept: dict[str, SubnetRecord] = {}
-    for path in paths:
-        for record in read(path):
-            if record.settings != settings:
-                continue
-            key = json.dumps(record.genome, sort_keys=True)
-            if key not in kept or (kept[key].accuracy is None and record.accuracy is not None):
-                kept[key] = record
-    return list(kept.values())
+    """Records measured with ``settings`` from every archive in ``paths`` (see ArchiveReader.load)."""
+    return ArchiveReader().load(paths, settings)
+
+
+class ArchiveReader:
+    """Reads archives as they grow. They are append-only, so each call parses only the lines
+    written since the last one: a search asks before every trial whether a fit is due, and
+    re-reading the whole archive each time would cost more the longer it runs."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Path, tuple[int, list[tuple[str, SubnetRecord]]]] = {}
+
+    def _records(self, path: Path) -> list[tuple[str, SubnetRecord]]:
+        """(genome key, record) of every whole line of ``path`` so far."""
+        offset, records = self._seen.get(path, (0, []))
+        if path.is_file():
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+            end = chunk.rfind(b"\n") + 1  # a line still being written waits for its newline
+            for record in map(_parse, chunk[:end].decode().splitlines()):
+                if record is not None:
+                    records.append((json.dumps(record.genome, sort_keys=True), record))
+            offset += end
+        self._seen[path] = (offset, records)
+        return records
+
+    def load(self, paths: Iterable[Path], settings: ScoreSettings) -> list[SubnetRecord]:
+        """Records measured with ``settings`` from every archive in ``paths``. A Genome scored in
+        more than one place keeps one record (a repeat adds nothing to learn from): its first one
+        with a search score, or its first one if early stopping skipped its fine-tuning everywhere."""
+        kept: dict[str, SubnetRecord] = {}
+        for path in paths:
+            for key, record in self._records(path):
+                if record.settings != settings:
+                    continue
+                if key not in kept or (kept[key].accuracy is None and record.accuracy is not None):
+                    kept[key] = record
+        return list(kept.values())
 
 
 def in_sibling_runs(path: Path) -> list[Path]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from flightco.atomic import atomic_path
-from flightco.subnet_archive import SubnetRecord, append, archive_path, in_sibling_runs, settings_from
+from flightco.subnet_archive import ArchiveReader, SubnetRecord, append, archive_path, in_sibling_runs, settings_from
 
 SUPERNET_DIR = "supernet"
 
@@ -60,6 +60,7 @@ class SupernetEvaluator:
         self.calibration = ctx.dataset.train.x[torch.randperm(len(ctx.dataset.train), generator=g)[:n]]
         self.settings = settings_from(ctx.recipe.search.supernet, n)
         self.archive = archive_path(self.path)
+        self.reader = ArchiveReader()  # this and sibling runs' archives, parsed as they grow
 
     def record(self, params: dict[str, Any], genome: Any, inherited_accuracy: float | None,
                accuracy: float | None) -> None:

@@ -56,3 +56,22 @@ def test_a_subnet_stopped_in_one_run_and_scored_in_another_keeps_its_score(tmp_p
     append(plain, _record(16, accuracy=0.6))
     records = load([gated, plain], SETTINGS)
     assert [(r.genome["stem_channels"], r.accuracy) for r in records] == [(8, 0.7), (16, 0.6)]
+
+
+def test_a_reader_parses_only_what_was_appended_and_waits_for_a_whole_line(tmp_path: Path) -> None:
+    from flightco.subnet_archive import ArchiveReader
+
+    path = tmp_path / "k.scores.jsonl"
+    reader = ArchiveReader()
+    assert reader.load([path], SETTINGS) == []  # not written yet
+    append(path, _record(8))
+    assert [r.genome["stem_channels"] for r in reader.load([path], SETTINGS)] == [8]
+    append(path, _record(16))
+    line = (path.read_text().splitlines()[0].replace('"stem_channels":8', '"stem_channels":24') + "\n").encode()
+    with open(path, "ab") as fh:
+        fh.write(line[:20])  # another worker is half-way through its write
+    assert [r.genome["stem_channels"] for r in reader.load([path], SETTINGS)] == [8, 16]
+    with open(path, "ab") as fh:
+        fh.write(line[20:])
+    assert [r.genome["stem_channels"] for r in reader.load([path], SETTINGS)] == [8, 16, 24]
+    assert reader.load([path], SETTINGS) == load([path], SETTINGS)  # the same as reading it whole
