@@ -15,7 +15,11 @@ Both strategies run with the same ``search.early_stopping`` (``--early-stopping 
 0 turns it off): per-trial stops proxy trainings at 25 % and 50 %, the supernet skips the
 fine-tuning of subnets whose inherited score is unpromising. The supernet strategy uses its
 accuracy predictor (recipe default; ``--no-predictor`` turns it off): on the first target it is
-fitted once 16 subnets are scored, on the second it starts from the first target's archive.
+fitted once 16 subnets are scored, on the second it starts from the first target's archive. Its
+finalist window is widened by the score's measured stretch (``search.supernet.score_scale``,
+``--no-scale`` turns it off): on the first target a few front members are trained from scratch
+once 16 subnets are scored, inside its budget; the second reuses those points. Finalists picked
+at a time before the scale was known use the plain window.
 
 Reported: per target and strategy, hypervolume over wall time; the wall time the supernet needs
 to reach the per-trial strategy's final hypervolume (``inf`` if never). The last line is
@@ -34,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -57,7 +62,8 @@ def run_search(folder: Path, name: str, profile: str, strategy: str, args: argpa
                    **({"early_stopping": {"eta": args.early_stopping}} if args.early_stopping else {}),
                    "supernet": {"epochs": args.supernet_epochs, "batch_size": args.supernet_batch, "calibration_images": 256,
                                 **({} if args.finetune_steps is None else {"finetune_steps": args.finetune_steps}),
-                                **({"predictor": None} if args.no_predictor else {})}},
+                                **({"predictor": None} if args.no_predictor else {}),
+                                **({"score_scale": None} if args.no_scale else {})}},
     }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -78,16 +84,25 @@ def load_run(run: Path) -> dict:
     from flightco.early_stop import stopped_trials
     from flightco.predictor_search import PREDICTED_ATTR, PREDICTOR_ATTR
     from flightco.runs import load_study
+    from flightco.score_scale import SCALE_ATTR
 
     _, study = load_study(run)
     start = min(t.datetime_start for t in study.trials if t.datetime_start)
+    scale = study.user_attrs.get(SCALE_ATTR)
+    scale_at = (datetime.fromisoformat(scale["known_at"]) - start).total_seconds() if scale else float("inf")
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "proxy" in t.user_attrs]
     wall = max((t.datetime_complete - start).total_seconds() for t in study.trials if t.datetime_complete)
     return {"trials": trials, "at": {t.number: (t.datetime_complete - start).total_seconds() for t in trials},
             "objectives": study.user_attrs["objectives"], "directions": study.directions,
             "reference": study.user_attrs["hypervolume_reference"], "wall": wall, "count": len(study.trials),
             "stopped": len(stopped_trials(study)), "predictor": study.user_attrs.get(PREDICTOR_ATTR, []),
-            "queued": {t.number for t in trials if PREDICTED_ATTR in t.user_attrs}}
+            "queued": {t.number for t in trials if PREDICTED_ATTR in t.user_attrs},
+            "scale": scale, "scale_at": scale_at}
+
+
+def scale_at(run: dict, at: float) -> float:
+    """The finalist window's score scale the run knew at ``at`` seconds (1 before its calibration)."""
+    return float(run["scale"]["scale"]) if run["scale"] and run["scale_at"] <= at else 1.0
 
 
 def front_at(run: dict, at: float) -> list:
@@ -119,6 +134,9 @@ def main() -> None:
                          "trainings at 25%% and 50%%, supernet skips the fine-tuning of unpromising subnets); 0: off")
     ap.add_argument("--no-predictor", action="store_true",
                     help="supernet: turn the accuracy predictor off (search.supernet.predictor: null)")
+    ap.add_argument("--no-scale", action="store_true",
+                    help="supernet: keep the finalist window at 10 score points (search.supernet.score_scale: null) "
+                         "instead of widening it by the score's measured stretch")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "search_speed",
                     help="folder for the figures' JSON and the fronts' plot")
@@ -159,7 +177,8 @@ def main() -> None:
         return cache[key]
 
     def scored(run: dict, at: float) -> tuple[float, list[dict]]:
-        chosen = pick_finalists(front_at(run, at), run["objectives"], run["directions"], k=2)  # as optimize picks them
+        chosen = pick_finalists(front_at(run, at), run["objectives"], run["directions"], k=2,  # as optimize picks them
+                                scale=scale_at(run, at))
         members = [{**member(t), "test_accuracy": test_accuracy(t.user_attrs["genome"])} for t in chosen]
         ref = run["reference"]
         hv = hypervolume([[m["test_accuracy"], m["values"][1]] for m in members], ["maximize", "minimize"],
@@ -181,6 +200,13 @@ def main() -> None:
                 print(f"{'':9s} {strategy:9s} accuracy predictor: fitted on {fit['records']} scored subnets "
                       f"(held-out Kendall tau {fit['cv_kendall_tau']:.2f}), {fit['candidates']} candidates in "
                       f"{fit['seconds']:.1f} s, {fit['queued']} queued", flush=True)
+            if runs[strategy]["scale"]:
+                sc = runs[strategy]["scale"]
+                print(f"{'':9s} {strategy:9s} score scale {sc['scale']:.2f} (score vs proxy slope "
+                      f"{sc['raw'] if sc['raw'] is not None else float('nan'):.2f}, r "
+                      f"{sc['r'] if sc['r'] is not None else float('nan'):.2f}, {sc['points']} front members, "
+                      f"{sc['seconds']:.0f} s of proxy training, {sc['source']}) known from "
+                      f"{runs[strategy]['scale_at']:.0f} s", flush=True)
             if runs[strategy]["queued"]:
                 front = {t.number for t in front_at(runs[strategy], runs[strategy]["wall"])}
                 print(f"{'':9s} {strategy:9s} {len(runs[strategy]['queued'] & front)} of the "
@@ -220,6 +246,7 @@ def main() -> None:
             "goal_hypervolume": goal, "reached_s": reached, "fraction": fraction,
             "runs": {k: {"wall_s": v["wall"], "trials": v["count"], "trained": len(v["trials"]),
                          "stopped": v["stopped"], "reference": v["reference"], "predictor": v["predictor"],
+                         "score_scale": v["scale"], "score_scale_at_s": v["scale_at"],
                          "queued": sorted(v["queued"]),
                          "front": [member(t) for t in front_at(v, v["wall"])]} for k, v in runs.items()},
             "curves": {"per_trial": [(a, h, m) for a, h, m in pt_curve], "supernet": [(a, h, m) for a, h, m in sn_curve]},

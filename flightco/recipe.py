@@ -110,6 +110,16 @@ class PredictorSpec(_Strict):
                                                    "about 3 ms each)")
 
 
+class ScoreScaleSpec(_Strict):
+    """The supernet score's stretch against from-scratch training (flightco/score_scale.py): measured
+    once per supernet on a few front members, it states the finalist window in proxy-accuracy points."""
+
+    members: int = Field(4, ge=3, description="front members, spread along the primary cost, trained from scratch "
+                                              "with the proxy budget (a slope and its correlation are fitted)")
+    after_scored: int = Field(16, ge=3, description="subnets scored in this search before its front is trusted "
+                                                    "to pick them from")
+
+
 class SupernetSpec(_Strict):
     """Training of the weight-sharing supernet (``strategy: supernet``; see flightco/nn/supernet.py)."""
 
@@ -129,6 +139,9 @@ class SupernetSpec(_Strict):
     finetune_lr: float = Field(1e-3, gt=0, description="learning rate of those steps (one-cycle schedule)")
     predictor: PredictorSpec | None = Field(
         PredictorSpec(), description="accuracy predictor that queues its predicted front for scoring (null: off)")
+    score_scale: ScoreScaleSpec | None = Field(
+        ScoreScaleSpec(), description="measure how stretched the supernet's score is against from-scratch training "
+                                      "and widen the finalist window by it (null: off)")
 
 
 class SearchSpec(_Strict):

@@ -227,6 +227,7 @@ class Objective:
         self.ctx = ctx
         self.reporter = reporter
         self._supernet: Any = None
+        self._scale_known = False
 
     def supernet(self) -> Any:
         """The run's trained supernet evaluator (trained or loaded on first use)."""
@@ -280,6 +281,7 @@ class Objective:
         from flightco.predictor_search import queue_predicted_front, scored_records
 
         evaluator = self.supernet()
+        self._ensure_score_scale(trial.study, evaluator)
         if self.ctx.recipe.search.supernet.predictor is not None:
             records = scored_records(evaluator.path, evaluator.settings, evaluator.reader)
             queue_predicted_front(trial.study, self.ctx, records, self.reporter)
@@ -304,6 +306,46 @@ class Objective:
             "finetune_steps": self.ctx.recipe.search.supernet.finetune_steps,
             **({"inherited_accuracy": result.inherited_accuracy} if result.inherited_accuracy is not None else {})})
         return result.accuracy
+
+    def _ensure_score_scale(self, study: optuna.Study, evaluator: Any) -> None:
+        """Supernet strategy: make the score's stretch known to the finalist rule (study attribute
+        ``score_scale``), from a stored calibration of this supernet (this run's or a sibling's) or,
+        once the search has scored enough subnets, by training a few front members from scratch."""
+        from flightco import score_scale as ss
+
+        spec = self.ctx.recipe.search.supernet.score_scale
+        if self._scale_known or spec is None or ss.SCALE_ATTR in study.user_attrs:
+            self._scale_known = self._scale_known or ss.SCALE_ATTR in study.user_attrs
+            return
+        settings = ss.scale_settings(self.ctx, evaluator.settings)
+        own = ss.scale_path(evaluator.path)
+        found = ss.stored(evaluator.path, settings)
+        if found is not None:
+            scale, where = found
+            if where != own:
+                ss.write(own, scale)
+            source = "measured in this run" if where == own else f"reused from {where.parent.parent}"
+        else:
+            objectives = study.user_attrs.get("objectives", [])
+            scored = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if "accuracy" not in objectives or len(objectives) < 2 or sum("proxy" in t.user_attrs for t in scored) < spec.after_scored:
+                return
+            acc_i = objectives.index("accuracy")
+            cost_i = next(i for i in range(len(objectives)) if i != acc_i)
+            front = proxy_front(study)
+            if len(ss.calibration_members(front, acc_i, cost_i, settings["count"], FINALIST_WINDOW)) < 3:
+                return
+            scale = ss.measure(front, acc_i, cost_i, self.ctx, settings, self.reporter, FINALIST_WINDOW)
+            ss.write(own, scale)
+            source = "measured in this run"
+        info = ss.summary(scale, source)
+        study.set_user_attr(ss.SCALE_ATTR, info)
+        self._scale_known = True
+        detail = (f"the finalist window is {FINALIST_WINDOW:g} x {info['scale']:.2f} score points" if "unused_because" not in info
+                  else f"the finalist window stays {FINALIST_WINDOW:g} ({info['unused_because']})")
+        self.reporter.stage(f"score scale {source}: {info['points']} front members trained from scratch "
+                            f"(score vs proxy slope {info['raw'] if info['raw'] is not None else float('nan'):.2f}, "
+                            f"r {info['r'] if info['r'] is not None else float('nan'):.2f}); {detail}")
 
     def _early_stopping(self, trial: optuna.Trial, metrics: dict[str, float]) -> Any:
         """The ``on_rung`` callback of this trial's proxy training: record the rung's accuracy and,
@@ -396,21 +438,32 @@ def _find_trained_twin(study: optuna.Study, genome: Genome) -> FrozenTrial | Non
 # ---- finalists ----------------------------------------------------------------------------------
 
 
-def choose_finalists(study: optuna.Study, k: int, window: float = 0.1) -> list[FrozenTrial]:
-    """The finalists of the study's front (see :func:`pick_finalists`)."""
-    return pick_finalists(proxy_front(study), study.user_attrs.get("objectives", []), study.directions, k, window)
+FINALIST_WINDOW = 0.1
+"""How far below the most accurate front member, in proxy-accuracy points, the cheap finalists may lie."""
+
+
+def choose_finalists(study: optuna.Study, k: int, window: float = FINALIST_WINDOW) -> list[FrozenTrial]:
+    """The finalists of the study's front (see :func:`pick_finalists`), with the supernet score's
+    measured stretch (study attribute ``score_scale``) when there is one."""
+    from flightco.score_scale import SCALE_ATTR
+
+    scale = float(study.user_attrs.get(SCALE_ATTR, {}).get("scale", 1.0))
+    return pick_finalists(proxy_front(study), study.user_attrs.get("objectives", []), study.directions, k, window, scale)
 
 
 def pick_finalists(front: Sequence[FrozenTrial], objectives: Sequence[str], directions: Sequence[Any], k: int,
-                   window: float = 0.1) -> list[FrozenTrial]:
-    """The front's most accurate trial, then the cheapest front trials whose proxy accuracy is
-    within ``window`` of it (the knee of the front), up to ``k``.
+                   window: float = FINALIST_WINDOW, scale: float = 1.0) -> list[FrozenTrial]:
+    """The front's most accurate trial, then the cheapest front trials whose search accuracy is
+    within ``window * scale`` of it (the knee of the front), up to ``k``.
 
     Proxy accuracies are rough, so finalists are picked from the accurate end of the front
     rather than spread evenly: the cheapest extreme of a front is rarely worth full training.
+    ``window`` is in proxy-accuracy points; ``scale`` converts it to the search's own score when
+    that score is stretched (the supernet's: flightco/score_scale.py).
     """
     if not front or k <= 0:
         return []
+    window = window * scale
     acc_i = objectives.index("accuracy") if "accuracy" in objectives else None
     if acc_i is None:
         return sorted(front, key=lambda t: t.number)[:k]

@@ -1,0 +1,159 @@
+"""How stretched the supernet's score is, measured against from-scratch proxy trainings.
+
+A subnet's inherited score (``strategy: supernet``) spreads the search front much more than
+stand-alone training does: the supernet's small subnets are under-trained, so the score falls
+3-5x as steeply towards cheap networks as the stand-alone truth, while the per-trial strategy's
+1-epoch proxy falls about as the truth does (README, "The cost bias"). Non-dominated sorting does
+not care, but the finalist rule does: "the cheapest front member within 10 points of the most
+accurate" is a window in accuracy points, and on a stretched scale it never reaches cheap
+networks that stand-alone training ranks close to the best (README, "The fronts held the answer").
+
+So once per supernet, when the search has a front, a few of its members spread along the
+primary cost are trained from scratch with the recipe's proxy budget. The reduced-major-axis slope
+of their scores against their proxy accuracies is the stretch; the finalist window, stated in
+proxy-accuracy points as under the per-trial strategy, is multiplied by it in score points. The
+points depend on the supernet and the data, not the hardware (no cost enters the slope): they
+are stored beside the checkpoint (``<key>.scale.json``) and a sibling run with another profile
+uses them from its first trial.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flightco.atomic import atomic_path
+from flightco.subnet_archive import in_sibling_runs
+
+SCALE_ATTR = "score_scale"
+"""Study attribute: the measured stretch and when it became known (see :func:`summary`)."""
+MAX_SCALE = 4.0
+"""Upper clip of the stretch, and how far below the best score calibration members may lie
+(``window * MAX_SCALE``): the part of the front the widened window can reach, no further, so a
+near-chance cheap outlier cannot stretch the window beyond where it was measured."""
+MIN_SCALE = 0.5
+MIN_CORRELATION = 0.5
+"""Below this Pearson r between scores and proxies the points say nothing about a scale."""
+
+
+@dataclass(frozen=True)
+class ScalePoint:
+    """One calibration subnet: its search score and its from-scratch proxy accuracy."""
+
+    trial: int
+    genome: dict[str, Any]
+    score: float
+    proxy: float
+    proxy_s: float
+
+
+@dataclass(frozen=True)
+class ScoreScale:
+    """The calibration points of one supernet under one scoring and proxy setting."""
+
+    settings: dict[str, Any]
+    points: list[ScalePoint]
+
+
+def scale_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.stem + ".scale.json")
+
+
+def scale_settings(ctx: Any, score_settings: Any) -> dict[str, Any]:
+    """What the points depend on besides the checkpoint: points measured otherwise are not reused."""
+    return {"score": asdict(score_settings), "proxy": ctx.recipe.training.proxy.model_dump(mode="json"),
+            "count": ctx.recipe.search.supernet.score_scale.members}
+
+
+def read(path: Path) -> ScoreScale | None:
+    """The stored calibration, or None when missing or unreadable (then it is measured again)."""
+    try:
+        blob = json.loads(path.read_text())
+        return ScoreScale(settings=blob["settings"], points=[ScalePoint(**p) for p in blob["points"]])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write(path: Path, scale: ScoreScale) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps({"settings": scale.settings, "points": [asdict(p) for p in scale.points]},
+                                        indent=1))
+
+
+def stored(checkpoint: Path, settings: dict[str, Any]) -> tuple[ScoreScale, Path] | None:
+    """This run's calibration or a sibling run's (same supernet, same settings), with its file."""
+    path = scale_path(checkpoint)
+    for candidate in [path, *in_sibling_runs(path)]:
+        found = read(candidate) if candidate.is_file() else None
+        if found is not None and found.settings == settings:
+            return found, candidate
+    return None
+
+
+def calibration_members(front: Sequence[Any], acc_index: int, cost_index: int, count: int,
+                        window: float) -> list[Any]:
+    """``count`` front trials spread evenly along the primary cost, among those within
+    ``window * MAX_SCALE`` of the best score (the reach of any widened window)."""
+    best = max(t.values[acc_index] for t in front)
+    near = sorted((t for t in front if t.values[acc_index] >= best - window * MAX_SCALE),
+                  key=lambda t: t.values[cost_index])
+    if len(near) <= count:
+        return near
+    return [near[round(i * (len(near) - 1) / (count - 1))] for i in range(count)]
+
+
+def stretch(points: Sequence[ScalePoint]) -> dict[str, Any]:
+    """The reduced-major-axis slope of score against proxy accuracy (symmetric in the two noisy
+    signals, unlike least squares, which would shrink it), its Pearson r and the clipped scale.
+    ``scale`` is 1 (the window unchanged) when the points do not determine a slope."""
+    n = len(points)
+    raw = r = None
+    if n >= 3:
+        xs, ys = [p.proxy for p in points], [p.score for p in points]
+        mx, my = sum(xs) / n, sum(ys) / n
+        sx = math.sqrt(sum((x - mx) ** 2 for x in xs))
+        sy = math.sqrt(sum((y - my) ** 2 for y in ys))
+        if sx > 0 and sy > 0:
+            r = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / (sx * sy)
+            raw = math.copysign(sy / sx, r)
+    usable = raw is not None and r is not None and r >= MIN_CORRELATION
+    scale = min(max(raw, MIN_SCALE), MAX_SCALE) if usable else 1.0
+    reason = None if usable else ("fewer than 3 distinct points" if r is None else
+                                  f"scores and proxies correlate too weakly (r {r:.2f} < {MIN_CORRELATION})")
+    return {"scale": scale, "raw": raw, "r": r, "points": n, **({"unused_because": reason} if reason else {})}
+
+
+def summary(scale: ScoreScale, source: str) -> dict[str, Any]:
+    """The study attribute: the stretch, the points' seconds, where they came from and when the
+    scale became known to this study (finalists picked from an earlier front did not have it), in
+    local time without a zone, as Optuna stamps trials."""
+    return {**stretch(scale.points), "seconds": sum(p.proxy_s for p in scale.points), "source": source,
+            "known_at": datetime.now().isoformat()}
+
+
+def measure(front: Sequence[Any], acc_index: int, cost_index: int, ctx: Any, settings: dict[str, Any],
+            reporter: Any, window: float) -> ScoreScale:
+    """Train the calibration members from scratch with the proxy budget (the seed of a fresh
+    trial of the per-trial strategy would use)."""
+    from flightco.search import train_genome
+    from flightco.space import Genome
+
+    members = calibration_members(front, acc_index, cost_index, settings["count"], window)
+    points = []
+    for i, t in enumerate(members):
+        genome = Genome.from_dict(t.user_attrs["genome"])
+        reporter.stage(f"score scale {i + 1}/{len(members)}: trial {t.number} ({genome.bits_summary()}) "
+                       f"trained from scratch, {ctx.recipe.training.proxy.epochs:g} epoch proxy")
+        start = time.perf_counter()
+        _, result = train_genome(genome, ctx.dataset.train, ctx.dataset.val, ctx.recipe.training.proxy,
+                                 ctx.recipe.search.seed * 100_003 + t.number, reporter)
+        points.append(ScalePoint(trial=t.number, genome=t.user_attrs["genome"], score=float(t.values[acc_index]),
+                                 proxy=float(result.epoch_accuracies[-1]), proxy_s=time.perf_counter() - start))
+    return ScoreScale(settings=settings, points=points)
