@@ -9,7 +9,7 @@ accurate" is a window in accuracy points, and on a stretched scale it never reac
 networks that stand-alone training ranks close to the best (README, "The fronts held the answer").
 
 So once per supernet, when the search has a front, a few of its members spread along the
-primary cost are trained from scratch with the recipe's proxy budget. The reduced-major-axis slope
+primary cost (the next non-dominated layers too, when the front is short) are trained from scratch with the recipe's proxy budget. The reduced-major-axis slope
 of their scores against their proxy accuracies is the stretch; the finalist window, stated in
 proxy-accuracy points as under the per-trial strategy, is multiplied by it in score points. The
 points depend on the supernet and the data, not the hardware (no cost enters the slope): they
@@ -97,13 +97,35 @@ def stored(checkpoint: Path, settings: dict[str, Any]) -> tuple[ScoreScale, Path
     return None
 
 
-def calibration_members(front: Sequence[Any], acc_index: int, cost_index: int, count: int,
+def within_reach(trials: Sequence[Any], acc_index: int, window: float) -> list[Any]:
+    """The trials within ``window * MAX_SCALE`` of the best score: the reach of any widened window."""
+    best = max((t.values[acc_index] for t in trials), default=0.0)
+    return [t for t in trials if t.values[acc_index] >= best - window * MAX_SCALE]
+
+
+def ranked_candidates(scored: Sequence[Any], directions: Sequence[Any], acc_index: int, count: int,
+                      window: float) -> list[Any]:
+    """The front of the scored trials, then its next non-dominated layers while fewer than
+    ``count`` lie within reach: a short front (a small search) still yields calibration members
+    among the best-ranked subnets, and a long one is used alone."""
+    from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
+
+    pool, chosen = list(scored), []
+    while pool and len(within_reach(chosen, acc_index, window)) < count:
+        layer = _get_pareto_front_trials_by_trials(pool, directions, consider_constraint=True)
+        if not layer:
+            break
+        chosen += layer
+        taken = {t.number for t in layer}
+        pool = [t for t in pool if t.number not in taken]
+    return chosen
+
+
+def calibration_members(candidates: Sequence[Any], acc_index: int, cost_index: int, count: int,
                         window: float) -> list[Any]:
-    """``count`` front trials spread evenly along the primary cost, among those within
-    ``window * MAX_SCALE`` of the best score (the reach of any widened window)."""
-    best = max(t.values[acc_index] for t in front)
-    near = sorted((t for t in front if t.values[acc_index] >= best - window * MAX_SCALE),
-                  key=lambda t: t.values[cost_index])
+    """``count`` candidates spread evenly along the primary cost, among those within reach of
+    the best score (see :func:`within_reach`)."""
+    near = sorted(within_reach(candidates, acc_index, window), key=lambda t: t.values[cost_index])
     if len(near) <= count:
         return near
     return [near[round(i * (len(near) - 1) / (count - 1))] for i in range(count)]
@@ -111,7 +133,8 @@ def calibration_members(front: Sequence[Any], acc_index: int, cost_index: int, c
 
 def stretch(points: Sequence[ScalePoint]) -> dict[str, Any]:
     """The reduced-major-axis slope of score against proxy accuracy (symmetric in the two noisy
-    signals, unlike least squares, which would shrink it), its Pearson r and the clipped scale.
+    signals; least squares would shrink it by the proxy's noise share), its Pearson r and the
+    clipped scale.
     ``scale`` is 1 (the window unchanged) when the points do not determine a slope."""
     n = len(points)
     raw = r = None
@@ -138,14 +161,14 @@ def summary(scale: ScoreScale, source: str) -> dict[str, Any]:
             "known_at": datetime.now().isoformat()}
 
 
-def measure(front: Sequence[Any], acc_index: int, cost_index: int, ctx: Any, settings: dict[str, Any],
+def measure(candidates: Sequence[Any], acc_index: int, cost_index: int, ctx: Any, settings: dict[str, Any],
             reporter: Any, window: float) -> ScoreScale:
     """Train the calibration members from scratch with the proxy budget (the seed of a fresh
     trial of the per-trial strategy would use)."""
     from flightco.search import train_genome
     from flightco.space import Genome
 
-    members = calibration_members(front, acc_index, cost_index, settings["count"], window)
+    members = calibration_members(candidates, acc_index, cost_index, settings["count"], window)
     points = []
     for i, t in enumerate(members):
         genome = Genome.from_dict(t.user_attrs["genome"])

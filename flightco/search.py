@@ -326,26 +326,22 @@ class Objective:
                 ss.write(own, scale)
             source = "measured in this run" if where == own else f"reused from {where.parent.parent}"
         else:
-            objectives = study.user_attrs.get("objectives", [])
-            scored = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if "accuracy" not in objectives or len(objectives) < 2 or sum("proxy" in t.user_attrs for t in scored) < spec.after_scored:
+            ready = _calibration_front(study, spec.after_scored, settings["count"])
+            if ready is None:
                 return
-            acc_i = objectives.index("accuracy")
-            cost_i = next(i for i in range(len(objectives)) if i != acc_i)
-            front = proxy_front(study)
-            if len(ss.calibration_members(front, acc_i, cost_i, settings["count"], FINALIST_WINDOW)) < 3:
-                return
-            scale = ss.measure(front, acc_i, cost_i, self.ctx, settings, self.reporter, FINALIST_WINDOW)
+            scale = ss.measure(*ready, self.ctx, settings, self.reporter, FINALIST_WINDOW)
             ss.write(own, scale)
             source = "measured in this run"
         info = ss.summary(scale, source)
         study.set_user_attr(ss.SCALE_ATTR, info)
         self._scale_known = True
-        detail = (f"the finalist window is {FINALIST_WINDOW:g} x {info['scale']:.2f} score points" if "unused_because" not in info
-                  else f"the finalist window stays {FINALIST_WINDOW:g} ({info['unused_because']})")
+        nan = float("nan")
+        detail = (f"the finalist window is {FINALIST_WINDOW:g} x {info['scale']:.2f} score points"
+                  if "unused_because" not in info else
+                  f"the finalist window stays {FINALIST_WINDOW:g} ({info['unused_because']})")
         self.reporter.stage(f"score scale {source}: {info['points']} front members trained from scratch "
-                            f"(score vs proxy slope {info['raw'] if info['raw'] is not None else float('nan'):.2f}, "
-                            f"r {info['r'] if info['r'] is not None else float('nan'):.2f}); {detail}")
+                            f"(score vs proxy slope {nan if info['raw'] is None else info['raw']:.2f}, "
+                            f"r {nan if info['r'] is None else info['r']:.2f}); {detail}")
 
     def _early_stopping(self, trial: optuna.Trial, metrics: dict[str, float]) -> Any:
         """The ``on_rung`` callback of this trial's proxy training: record the rung's accuracy and,
@@ -419,6 +415,25 @@ class Objective:
         return accuracy
 
 
+def _calibration_front(study: optuna.Study, after_scored: int, count: int) -> tuple[list[FrozenTrial], int, int] | None:
+    """(best-ranked scored trials, accuracy index, primary cost index) once the study has scored
+    ``after_scored`` subnets and at least 3 of them can be calibration members; None until then."""
+    from flightco.score_scale import calibration_members, ranked_candidates
+
+    objectives = study.user_attrs.get("objectives", [])
+    if "accuracy" not in objectives or len(objectives) < 2:
+        return None
+    scored = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "proxy" in t.user_attrs]
+    if len(scored) < after_scored:
+        return None
+    acc_i = objectives.index("accuracy")
+    cost_i = next(i for i in range(len(objectives)) if i != acc_i)
+    candidates = ranked_candidates(scored, study.directions, acc_i, count, FINALIST_WINDOW)
+    if len(calibration_members(candidates, acc_i, cost_i, count, FINALIST_WINDOW)) < 3:
+        return None
+    return candidates, acc_i, cost_i
+
+
 def _find_pruned_twin(study: optuna.Study, genome: Genome) -> FrozenTrial | None:
     """A trial with the same Genome that early stopping stopped (its verdict is reused)."""
     from flightco.early_stop import stopped_trials
@@ -448,7 +463,8 @@ def choose_finalists(study: optuna.Study, k: int, window: float = FINALIST_WINDO
     from flightco.score_scale import SCALE_ATTR
 
     scale = float(study.user_attrs.get(SCALE_ATTR, {}).get("scale", 1.0))
-    return pick_finalists(proxy_front(study), study.user_attrs.get("objectives", []), study.directions, k, window, scale)
+    objectives = study.user_attrs.get("objectives", [])
+    return pick_finalists(proxy_front(study), objectives, study.directions, k, window, scale)
 
 
 def pick_finalists(front: Sequence[FrozenTrial], objectives: Sequence[str], directions: Sequence[Any], k: int,

@@ -159,6 +159,9 @@ FIELD_CASES = {
     "predictor fitted on too few subnets": (
         {"search": {"trials": 2, "strategy": "supernet", "supernet": {"predictor": {"min_records": 2}}}},
         "search.supernet.predictor.min_records"),
+    "score scale from two points": (
+        {"search": {"trials": 2, "strategy": "supernet", "supernet": {"score_scale": {"members": 2}}}},
+        "search.supernet.score_scale.members"),
     "unknown predictor setting": (
         {"search": {"trials": 2, "strategy": "supernet", "supernet": {"predictor": {"model": "mlp"}}}},
         "search.supernet.predictor.model"),

@@ -1,6 +1,7 @@
 """The weight-sharing supernet: stage layouts, exact weight inheritance into the ordinary Brevitas
 model, and a real tiny supernet search reused by further hardware targets (with fine-tuning, with
-early stopping, with the accuracy predictor fitted on the earlier targets' archives)."""
+early stopping, with the accuracy predictor fitted on the earlier targets' archives, with the
+score's stretch measured on front members and reused)."""
 
 from __future__ import annotations
 
@@ -114,6 +115,33 @@ def test_supernet_search_inherits_accuracies_and_is_reused_by_another_target(cli
     assert len(queued) == fit["queued"]
     assert all(t.state == TrialState.COMPLETE and t.user_attrs["proxy"]["source"] == "inherited" for t in queued)
     assert len(scored_records(checkpoint, ScoreSettings(64, 2, 1e-3))) > known  # its own scores were archived
+
+    # a fifth target measures the score's stretch: once it has scored a few subnets, three of its
+    # front members are trained from scratch with the proxy budget; the finalist window widens
+    # by the measured slope, and a sixth target with another profile reuses the stored points
+    from flightco import score_scale as ss
+
+    scaled = {**tuned, "trials": 10, "supernet": {**tuned["supernet"], "predictor": None,
+                                                  "score_scale": {"members": 3, "after_scored": 4}}}
+    proc = cli("optimize", write_recipe(tiny_recipe(search=scaled, training=training, name="scaled"), "e.yaml"),
+               "--out", tmp_path / "runs" / "scaled")
+    assert proc.returncode == 0, proc.stderr
+    assert "score scale measured in this run: 3 front members trained from scratch" in " ".join(proc.stdout.split())
+    _, study = load_study(tmp_path / "runs" / "scaled")
+    info = study.user_attrs[ss.SCALE_ATTR]
+    assert info["points"] == 3 and ss.MIN_SCALE <= info["scale"] <= ss.MAX_SCALE and info["seconds"] > 0
+    stored = ss.read(ss.scale_path(next((tmp_path / "runs" / "scaled" / "supernet").glob("*.pt"))))
+    values = {t.number: t.values[0] for t in study.trials if t.values}
+    assert all(values[p.trial] == p.score and 0 <= p.proxy <= 1 for p in stored.points)
+    assert len({p.trial for p in stored.points}) == 3
+    reuse = tiny_recipe(search={**scaled, "trials": 1}, training=training, name="scaled_eyeriss",
+                        hardware=[str(ROOT / "hw_profiles" / "eyeriss.yaml")])
+    proc = cli("optimize", write_recipe(reuse, "f.yaml"), "--out", tmp_path / "runs" / "scaled_eyeriss")
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stdout.split())  # rich wraps
+    assert "score scale reused from" in said and "trained from scratch, " not in said
+    _, study = load_study(tmp_path / "runs" / "scaled_eyeriss")
+    assert study.user_attrs[ss.SCALE_ATTR]["scale"] == info["scale"]
 
 
 def test_bit_warmup_starts_children_at_the_top_bit_widths():
