@@ -32,11 +32,8 @@ def main() -> None:
 
     import torch
 
-    from flightco.data import load_dataset
+    from final_budget import FinalBudget
     from flightco.hypervolume import hypervolume
-    from flightco.nn.mobilenet import build_model
-    from flightco.space import Genome
-    from flightco.train import TrainConfig, evaluate, train_qat
 
     report = json.loads(args.json.read_text())
     settings = report["settings"]
@@ -53,16 +50,12 @@ def main() -> None:
     ref = run["reference"]
     goal = target["goal_hypervolume"]
     torch.set_num_threads(2)
-    ds = load_dataset(settings["dataset"], limit_train=settings["limit_train"], seed=settings["seed"],
-                      val_fraction=0.02 if settings["dataset"] == "fashion_mnist" else 0.1)
+    trainer = FinalBudget.from_settings(settings)  # as search_speed.py trains every finalist
     ratios = []
     for number in args.trials:
         member = front[number]
         start = time.perf_counter()
-        torch.manual_seed(0)  # as search_speed.py trains every finalist
-        model = build_model(Genome.from_dict(member["genome"]))
-        train_qat(model, ds.train, TrainConfig(epochs=settings["final_epochs"], batch_size=64, lr=3e-3, seed=0))
-        accuracy = evaluate(model, ds.test)
+        accuracy = trainer.test_accuracy(member["genome"])
         hv = hypervolume([[best["test_accuracy"], best["values"][1]], [accuracy, member["values"][1]]],
                          ["maximize", "minimize"], [ref["accuracy"], ref["energy_mj"]])
         ratios.append(hv / goal)

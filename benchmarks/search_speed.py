@@ -113,6 +113,20 @@ def front_at(run: dict, at: float) -> list:
     return _get_pareto_front_trials_by_trials(done, run["directions"]) if done else []
 
 
+def finalists_hypervolume(run: dict, at: float, test_accuracy, scale: float) -> tuple[float, list[dict]]:
+    """The finalists optimize would pick from the front at ``at`` seconds (10-point window times
+    ``scale``), their stand-alone test accuracies, and the hypervolume of (test accuracy, energy)."""
+    from flightco.hypervolume import hypervolume
+    from flightco.search import pick_finalists
+
+    chosen = pick_finalists(front_at(run, at), run["objectives"], run["directions"], k=2, scale=scale)
+    members = [{**member(t), "test_accuracy": test_accuracy(t.user_attrs["genome"])} for t in chosen]
+    ref = run["reference"]
+    hv = hypervolume([[m["test_accuracy"], m["values"][1]] for m in members], ["maximize", "minimize"],
+                     [ref["accuracy"], ref["energy_mj"]])
+    return hv, members
+
+
 def member(t) -> dict:
     return {"number": t.number, "values": list(t.values), "genome": t.user_attrs["genome"]}
 
@@ -148,42 +162,17 @@ def main() -> None:
 
     import torch
 
-    from flightco.data import load_dataset
-    from flightco.hypervolume import hypervolume
-    from flightco.nn.mobilenet import build_model
-    from flightco.search import pick_finalists
-    from flightco.space import Genome
-    from flightco.train import TrainConfig, evaluate, train_qat
+    from final_budget import FinalBudget, load_benchmark_data
 
     torch.set_num_threads(2)
     bench_start = time.perf_counter()
-    ds = load_dataset(args.dataset, limit_train=args.limit_train, seed=args.seed,
-                      val_fraction=0.02 if args.dataset == "fashion_mnist" else 0.1)
+    ds = load_benchmark_data(args.dataset, args.limit_train, args.seed)
     print(f"{args.dataset}: {len(ds.train)} training images (a stratified subset), {len(ds.val)} validation, "
           f"{len(ds.test)} test; budget {args.budget:g} s per strategy and target", flush=True)
-    cache: dict[str, float] = {}
-    final_seconds = [0.0]
-
-    def test_accuracy(genome: dict) -> float:
-        """Stand-alone training with the same final budget for every finalist (cached per genome)."""
-        key = json.dumps(genome, sort_keys=True)
-        if key not in cache:
-            t = time.perf_counter()
-            torch.manual_seed(0)
-            model = build_model(Genome.from_dict(genome))
-            train_qat(model, ds.train, TrainConfig(epochs=args.final_epochs, batch_size=64, lr=3e-3, seed=0))
-            cache[key] = evaluate(model, ds.test)
-            final_seconds[0] += time.perf_counter() - t
-        return cache[key]
+    trainer = FinalBudget(ds, args.final_epochs)
 
     def scored(run: dict, at: float) -> tuple[float, list[dict]]:
-        chosen = pick_finalists(front_at(run, at), run["objectives"], run["directions"], k=2,  # as optimize picks them
-                                scale=scale_at(run, at))
-        members = [{**member(t), "test_accuracy": test_accuracy(t.user_attrs["genome"])} for t in chosen]
-        ref = run["reference"]
-        hv = hypervolume([[m["test_accuracy"], m["values"][1]] for m in members], ["maximize", "minimize"],
-                         [ref["accuracy"], ref["energy_mj"]])
-        return hv, members
+        return finalists_hypervolume(run, at, trainer.test_accuracy, scale_at(run, at))
 
     folder = Path(tempfile.mkdtemp(prefix="flightco-speed-"))
     report: dict = {"settings": vars(args) | {"out": str(args.out)}, "targets": {}}
@@ -251,12 +240,13 @@ def main() -> None:
                          "front": [member(t) for t in front_at(v, v["wall"])]} for k, v in runs.items()},
             "curves": {"per_trial": [(a, h, m) for a, h, m in pt_curve], "supernet": [(a, h, m) for a, h, m in sn_curve]},
         }
-    report["finalist_training_s"] = final_seconds[0]
+    report["finalist_training_s"] = trainer.seconds
+    report["run_folder"] = str(folder)
     report["benchmark_s"] = time.perf_counter() - bench_start
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "search_speed.json").write_text(json.dumps(report, indent=1, default=str))
     plot(report, args.out / "search_speed.png")
-    print(f"finalists' stand-alone training: {len(cache)} networks in {final_seconds[0]:.0f} s; whole benchmark "
+    print(f"finalists' stand-alone training: {trainer.trained} networks in {trainer.seconds:.0f} s; whole benchmark "
           f"{report['benchmark_s'] / 60:.1f} min; figures in {args.out}; run folders (their supernet/*.scores.jsonl "
           f"archives feed benchmarks/accuracy_predictor.py) in {folder}")
     print(f"supernet_time_fraction={fractions[0]:.3g} reuse_time_fraction={fractions[1]:.3g}")
