@@ -22,8 +22,6 @@ import argparse
 import json
 from pathlib import Path
 
-GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
-
 
 def known_accuracies(report: dict) -> dict[str, float]:
     """The test accuracies search_speed.py already measured, by genome."""
@@ -48,7 +46,7 @@ def main() -> None:
     import torch
 
     from final_budget import FinalBudget
-    from search_speed import finalists_hypervolume, load_run
+    from search_speed import GRID, finalists_hypervolume, load_run
 
     report = json.loads(args.json.read_text())
     folder = args.runs or (Path(report["run_folder"]) if "run_folder" in report else None)

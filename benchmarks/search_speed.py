@@ -44,6 +44,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+"""Fractions of the per-trial wall time at which the supernet's finalists are scored."""
 
 
 def run_search(folder: Path, name: str, profile: str, strategy: str, args: argparse.Namespace) -> tuple[Path, float]:
@@ -207,7 +209,7 @@ def main() -> None:
         goal = pt_curve[-1][1]
         # the supernet's, on a finer grid of the same time axis, scanned in time order until it
         # reaches the goal (each new finalist costs a stand-alone training), then at its own end
-        grid = [f * pt["wall"] for f in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)]
+        grid = [f * pt["wall"] for f in GRID]
         sn_curve, reached = [], float("inf")
         for at in grid:
             if at > sn["wall"] * 1.001:

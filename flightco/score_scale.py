@@ -9,9 +9,10 @@ accurate" is a window in accuracy points, and on a stretched scale it never reac
 networks that stand-alone training ranks close to the best (README, "The fronts held the answer").
 
 So once per supernet, when the search has a front, a few of its members spread along the
-primary cost (the next non-dominated layers too, when the front is short) are trained from scratch with the recipe's proxy budget. The reduced-major-axis slope
-of their scores against their proxy accuracies is the stretch; the finalist window, stated in
-proxy-accuracy points as under the per-trial strategy, is multiplied by it in score points. The
+primary cost (the next non-dominated layers too, when the front is short) are trained from
+scratch with the recipe's proxy budget. The reduced-major-axis slope of their scores against
+their proxy accuracies is the stretch; the finalist window, stated in proxy-accuracy points as
+under the per-trial strategy, is multiplied by it in score points. The
 points depend on the supernet and the data, not the hardware (no cost enters the slope): they
 are stored beside the checkpoint (``<key>.scale.json``) and a sibling run with another profile
 uses them from its first trial.
@@ -28,8 +29,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
+
 from flightco.atomic import atomic_path
-from flightco.subnet_archive import in_sibling_runs
+from flightco.subnet_archive import here_and_in_sibling_runs
 
 SCALE_ATTR = "score_scale"
 """Study attribute: the measured stretch and when it became known (see :func:`summary`)."""
@@ -89,8 +92,7 @@ def write(path: Path, scale: ScoreScale) -> None:
 
 def stored(checkpoint: Path, settings: dict[str, Any]) -> tuple[ScoreScale, Path] | None:
     """This run's calibration or a sibling run's (same supernet, same settings), with its file."""
-    path = scale_path(checkpoint)
-    for candidate in [path, *in_sibling_runs(path)]:
+    for candidate in here_and_in_sibling_runs(scale_path(checkpoint)):
         found = read(candidate) if candidate.is_file() else None
         if found is not None and found.settings == settings:
             return found, candidate
@@ -108,8 +110,6 @@ def ranked_candidates(scored: Sequence[Any], directions: Sequence[Any], acc_inde
     """The front of the scored trials, then its next non-dominated layers while fewer than
     ``count`` lie within reach: a short front (a small search) still yields calibration members
     among the best-ranked subnets, and a long one is used alone."""
-    from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
-
     pool, chosen = list(scored), []
     while pool and len(within_reach(chosen, acc_index, window)) < count:
         layer = _get_pareto_front_trials_by_trials(pool, directions, consider_constraint=True)

@@ -314,8 +314,10 @@ class Objective:
         from flightco import score_scale as ss
 
         spec = self.ctx.recipe.search.supernet.score_scale
-        if self._scale_known or spec is None or ss.SCALE_ATTR in study.user_attrs:
-            self._scale_known = self._scale_known or ss.SCALE_ATTR in study.user_attrs
+        if self._scale_known or spec is None:
+            return
+        if ss.SCALE_ATTR in study.user_attrs:  # a resumed run, or another worker of this one
+            self._scale_known = True
             return
         settings = ss.scale_settings(self.ctx, evaluator.settings)
         own = ss.scale_path(evaluator.path)

@@ -127,11 +127,15 @@ def in_sibling_runs(path: Path) -> list[Path]:
     return sorted(p for p in parent.glob(f"*/{here.parent.name}/{here.name}") if p.resolve() != here)
 
 
+def here_and_in_sibling_runs(path: Path) -> list[Path]:
+    """``path`` first, then the same file in the sibling run folders (see :func:`in_sibling_runs`)."""
+    return [path, *in_sibling_runs(path)]
+
+
 def archives_for(checkpoint: Path) -> list[Path]:
     """This run's archive and those of sibling run folders that searched the same supernet
     (``<parent>/*/supernet/<key>.scores.jsonl``), as the checkpoint itself is found for reuse."""
-    own = archive_path(checkpoint)
-    return [own, *in_sibling_runs(own)]
+    return here_and_in_sibling_runs(archive_path(checkpoint))
 
 
 def settings_from(spec: Any, calibration_images: int) -> ScoreSettings:
