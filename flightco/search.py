@@ -477,7 +477,9 @@ def pick_finalists(front: Sequence[FrozenTrial], objectives: Sequence[str], dire
     Proxy accuracies are rough, so finalists are picked from the accurate end of the front
     rather than spread evenly: the cheapest extreme of a front is rarely worth full training.
     ``window`` is in proxy-accuracy points; ``scale`` converts it to the search's own score when
-    that score is stretched (the supernet's: flightco/score_scale.py).
+    that score is stretched (the supernet's: flightco/score_scale.py). When the window holds
+    fewer than ``k - 1`` others it is widened just enough to hold them (the next most accurate
+    front members): a front of k or more members always gives k finalists, as the recipe asks.
     """
     if not front or k <= 0:
         return []
@@ -488,7 +490,10 @@ def pick_finalists(front: Sequence[FrozenTrial], objectives: Sequence[str], dire
     cost_i = next((i for i, _ in enumerate(objectives) if i != acc_i), None)
     best = max(front, key=lambda t: t.values[acc_i])
     chosen = [best]
-    near = [t for t in front if t is not best and t.values[acc_i] >= best.values[acc_i] - window]
+    others = sorted((t for t in front if t is not best), key=lambda t: -t.values[acc_i])
+    near = [t for t in others if t.values[acc_i] >= best.values[acc_i] - window]
+    if len(near) < k - 1:  # the narrowest window that holds k - 1 others
+        near = others[: k - 1]
     if cost_i is not None:
         near.sort(key=lambda t: t.values[cost_i] * (1 if directions[cost_i].name == "MINIMIZE" else -1))
     chosen += near[: k - 1]

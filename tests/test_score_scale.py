@@ -115,3 +115,16 @@ def test_optimize_picks_its_finalists_with_the_studys_measured_scale():
     study.set_user_attr(ss.SCALE_ATTR, {"scale": 1.6})
     assert [t.values[1] for t in choose_finalists(study, 2)] == [0.0083, 0.0028]
     assert FINALIST_WINDOW == 0.1
+
+
+def test_a_window_holding_too_few_is_widened_just_enough_to_give_k_finalists():
+    # like seed 1's supernet front at 96 s (search_speed): the second member lay 16 score points below
+    # the best, so the 10-point window returned one finalist where the recipe asked for two
+    front = [_trial(8, 0.657, 0.138), _trial(0, 0.501, 0.0473), _trial(5, 0.31, 0.0452)]
+    objectives, directions = ["accuracy", "energy_mj"], [optuna.study.StudyDirection.MAXIMIZE,
+                                                         optuna.study.StudyDirection.MINIMIZE]
+    assert [t.number for t in pick_finalists(front, objectives, directions, 1)] == [8]
+    assert [t.number for t in pick_finalists(front, objectives, directions, 2)] == [8, 0]  # the next most accurate
+    assert [t.number for t in pick_finalists(front, objectives, directions, 3)] == [8, 5, 0]  # then by cost
+    assert [t.number for t in pick_finalists(front, objectives, directions, 4)] == [8, 5, 0]  # no more than the front
+    assert [t.number for t in pick_finalists(front, objectives, directions, 2, scale=2.0)] == [8, 0]
