@@ -22,18 +22,21 @@ def load_benchmark_data(dataset: str, limit_train: int, seed: int) -> Any:
 class FinalBudget:
     """Trains a Genome (as a dict) stand-alone and scores it on the test split, once per genome."""
 
-    def __init__(self, data: Any, epochs: float, known: dict[str, float] | None = None) -> None:
+    def __init__(self, data: Any, epochs: float, known: dict[str, float] | None = None, seed: int = 0) -> None:
         self.data = data
         self.epochs = epochs
+        self.seed = seed
         self.cache: dict[str, float] = dict(known or {})
         self.seconds = 0.0
         self.trained = 0
 
     @classmethod
-    def from_settings(cls, settings: dict[str, Any], known: dict[str, float] | None = None) -> FinalBudget:
-        """From the ``settings`` that search_speed.py stores in its JSON."""
+    def from_settings(cls, settings: dict[str, Any], known: dict[str, float] | None = None,
+                      seed: int = 0) -> FinalBudget:
+        """From the ``settings`` that search_speed.py stores in its JSON; ``seed`` is the training
+        seed (0 in search_speed.py; others measure how much a finalist's figure is its seed's)."""
         data = load_benchmark_data(settings["dataset"], settings["limit_train"], settings["seed"])
-        return cls(data, settings["final_epochs"], known)
+        return cls(data, settings["final_epochs"], known, seed)
 
     @staticmethod
     def key(genome: dict[str, Any]) -> str:
@@ -49,9 +52,9 @@ class FinalBudget:
             from flightco.train import TrainConfig, evaluate, train_qat
 
             start = time.perf_counter()
-            torch.manual_seed(0)
+            torch.manual_seed(self.seed)
             model = build_model(Genome.from_dict(genome))
-            train_qat(model, self.data.train, TrainConfig(epochs=self.epochs, batch_size=64, lr=3e-3, seed=0))
+            train_qat(model, self.data.train, TrainConfig(epochs=self.epochs, batch_size=64, lr=3e-3, seed=self.seed))
             self.cache[key] = evaluate(model, self.data.test)
             self.seconds += time.perf_counter() - start
             self.trained += 1
