@@ -1,8 +1,9 @@
 """A finalist's stand-alone training with the search benchmark's final budget.
 
-Shared by ``search_speed.py``, ``front_cheap_end.py`` and ``finalist_window.py`` so that each
-trains a genome exactly alike (same data subset, same seed, same schedule) and their test
-accuracies can be combined: the same genome gives the same figure in all three.
+Shared by ``search_speed.py``, ``front_cheap_end.py``, ``finalist_rules.py`` and
+``finalist_oracle.py`` so that each trains a genome exactly alike (same data subset, same seed,
+same schedule) and their test accuracies can be combined: the same genome gives the same figure
+in all of them.
 """
 
 from __future__ import annotations
@@ -59,3 +60,14 @@ class FinalBudget:
             self.seconds += time.perf_counter() - start
             self.trained += 1
         return self.cache[key]
+
+
+def known_accuracies(report: dict) -> dict[str, float]:
+    """The test accuracies a search_speed.py JSON already holds (training seed 0), by genome."""
+    known = {}
+    for target in report["targets"].values():
+        for curve in target["curves"].values():
+            for _, _, members in curve:
+                for m in members:
+                    known[FinalBudget.key(m["genome"])] = m["test_accuracy"]
+    return known

@@ -105,8 +105,8 @@ def main() -> None:
 
     import torch
 
-    from finalist_window import known_accuracies
-    from search_speed import GRID, finalists_hypervolume, front_at, load_run, member, scale_at
+    from final_budget import known_accuracies
+    from search_speed import GRID, estimate_at, finalists_hypervolume, front_at, load_run, member
 
     report = json.loads(args.json.read_text())
     folder = args.runs or (Path(report["run_folder"]) if "run_folder" in report else None)
@@ -135,7 +135,7 @@ def main() -> None:
             front = sorted(front_at(sn, at), key=lambda t: t.values[1])
             members = [{**member(t), "test_accuracy": trainers.test_accuracy(t.user_attrs["genome"])} for t in front]
             oracle_hv, oracle = best_subset(members, args.k, ref)
-            rule_hv, rule = finalists_hypervolume(sn, at, trainers.test_accuracy, scale_at(sn, at))
+            rule_hv, rule = finalists_hypervolume(sn, at, trainers.test_accuracy, estimate_at(sn, at))
             for name, hv in (("oracle", oracle_hv), ("rule", rule_hv)):
                 if hv >= goal and reached[name] == float("inf"):
                     reached[name] = at

@@ -4,8 +4,9 @@ For each hardware target (the BitFusion-like profile, then the Eyeriss-like one)
 search the default space on Fashion-MNIST (a ``--limit-train`` subset) for ``--budget`` seconds
 each (``search.timeout_s``; the supernet's training is inside its budget on the first target, and
 reused from the first run's folder on the second). At points of the wall time, the front found so
-far gives its finalists (the most accurate front member and the cheapest within 10 points, as
-``optimize`` picks them), each trained stand-alone with the SAME final budget and scored on the
+far gives its two finalists (the most accurate front member and the one adding the most
+hypervolume, as ``optimize`` picks them: flightco/finalists.py), each trained stand-alone with
+the SAME final budget and scored on the
 test split (a genome is trained once and cached); the hypervolume of (test accuracy, energy)
 against the recipe's fixed reference point is taken at each point: at thirds of the per-trial
 run, and for the supernet on a finer grid of the same time axis (0.1, 0.15, ... of the per-trial
@@ -15,11 +16,11 @@ Both strategies run with the same ``search.early_stopping`` (``--early-stopping 
 0 turns it off): per-trial stops proxy trainings at 25 % and 50 %, the supernet skips the
 fine-tuning of subnets whose inherited score is unpromising. The supernet strategy uses its
 accuracy predictor (recipe default; ``--no-predictor`` turns it off): on the first target it is
-fitted once 16 subnets are scored, on the second it starts from the first target's archive. Its
-finalist window is widened by the score's measured stretch (``search.supernet.score_scale``,
-``--no-scale`` turns it off): on the first target a few front members are trained from scratch
-once 16 subnets are scored, inside its budget; the second reuses those points. Finalists picked
-at a time before the scale was known use the plain window.
+fitted once 16 subnets are scored, on the second it starts from the first target's archive.
+``--scale`` turns ``search.supernet.score_scale`` on (off by default, as in the product): on the
+first target a few front members are then trained from scratch once 16 subnets are scored, inside
+its budget, the second reuses those points, and finalists picked after the line is known are
+chosen on the mapped score.
 
 Reported: per target and strategy, hypervolume over wall time; the wall time the supernet needs
 to reach the per-trial strategy's final hypervolume (``inf`` if never). The last line is
@@ -65,7 +66,7 @@ def run_search(folder: Path, name: str, profile: str, strategy: str, args: argpa
                    "supernet": {"epochs": args.supernet_epochs, "batch_size": args.supernet_batch, "calibration_images": 256,
                                 **({} if args.finetune_steps is None else {"finetune_steps": args.finetune_steps}),
                                 **({"predictor": None} if args.no_predictor else {}),
-                                **({"score_scale": None} if args.no_scale else {})}},
+                                **({"score_scale": {}} if args.scale else {})}},
     }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -86,11 +87,15 @@ def load_run(run: Path) -> dict:
     from flightco.early_stop import stopped_trials
     from flightco.predictor_search import PREDICTED_ATTR, PREDICTOR_ATTR
     from flightco.runs import load_study
-    from flightco.score_scale import SCALE_ATTR
+    from flightco.score_scale import SCALE_ATTR, read, stretch
 
     _, study = load_study(run)
     start = min(t.datetime_start for t in study.trials if t.datetime_start)
     scale = study.user_attrs.get(SCALE_ATTR)
+    if scale and "offset" not in scale:  # measured before the line's offset was stored: from its points
+        stored = [read(p) for p in sorted((run / "supernet").glob("*.scale.json"))]
+        if stored and stored[0] is not None:
+            scale = {**scale, "offset": stretch(stored[0].points)["offset"]}
     scale_at = (datetime.fromisoformat(scale["known_at"]) - start).total_seconds() if scale else float("inf")
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "proxy" in t.user_attrs]
     wall = max((t.datetime_complete - start).total_seconds() for t in study.trials if t.datetime_complete)
@@ -102,9 +107,12 @@ def load_run(run: Path) -> dict:
             "scale": scale, "scale_at": scale_at}
 
 
-def scale_at(run: dict, at: float) -> float:
-    """The finalist window's score scale the run knew at ``at`` seconds (1 before its calibration)."""
-    return float(run["scale"]["scale"]) if run["scale"] and run["scale_at"] <= at else 1.0
+def estimate_at(run: dict, at: float):
+    """The finalist rule's accuracy estimate the run knew at ``at`` seconds: the supernet score
+    mapped onto the proxy's scale once a score scale was measured, else None (the score itself)."""
+    from flightco.finalists import estimate_from
+
+    return estimate_from(run["scale"]) if run["scale"] and run["scale_at"] <= at else None
 
 
 def front_at(run: dict, at: float) -> list:
@@ -115,15 +123,20 @@ def front_at(run: dict, at: float) -> list:
     return _get_pareto_front_trials_by_trials(done, run["directions"]) if done else []
 
 
-def finalists_hypervolume(run: dict, at: float, test_accuracy, scale: float) -> tuple[float, list[dict]]:
-    """The finalists optimize would pick from the front at ``at`` seconds (10-point window times
-    ``scale``), their stand-alone test accuracies, and the hypervolume of (test accuracy, energy)."""
+def finalists_hypervolume(run: dict, at: float, test_accuracy, estimate=None, rule=None) -> tuple[float, list[dict]]:
+    """The finalists optimize would pick from the front at ``at`` seconds (``rule``, default
+    flightco's own, given the run's reference point and accuracy ``estimate``), their
+    stand-alone test accuracies, and the hypervolume of (test accuracy, energy)."""
     from flightco.hypervolume import hypervolume
     from flightco.search import pick_finalists
 
-    chosen = pick_finalists(front_at(run, at), run["objectives"], run["directions"], k=2, scale=scale)
-    members = [{**member(t), "test_accuracy": test_accuracy(t.user_attrs["genome"])} for t in chosen]
     ref = run["reference"]
+    front = front_at(run, at)
+    if rule is None:
+        chosen = pick_finalists(front, run["objectives"], run["directions"], 2, ref, estimate)
+    else:
+        chosen = rule(front, run)
+    members = [{**member(t), "test_accuracy": test_accuracy(t.user_attrs["genome"])} for t in chosen]
     hv = hypervolume([[m["test_accuracy"], m["values"][1]] for m in members], ["maximize", "minimize"],
                      [ref["accuracy"], ref["energy_mj"]])
     return hv, members
@@ -150,9 +163,9 @@ def main() -> None:
                          "trainings at 25%% and 50%%, supernet skips the fine-tuning of unpromising subnets); 0: off")
     ap.add_argument("--no-predictor", action="store_true",
                     help="supernet: turn the accuracy predictor off (search.supernet.predictor: null)")
-    ap.add_argument("--no-scale", action="store_true",
-                    help="supernet: keep the finalist window at 10 score points (search.supernet.score_scale: null) "
-                         "instead of widening it by the score's measured stretch")
+    ap.add_argument("--scale", action="store_true",
+                    help="supernet: measure the score's stretch on a few front members trained from scratch and "
+                         "choose finalists on the mapped score (search.supernet.score_scale: {})")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "search_speed",
                     help="folder for the figures' JSON and the fronts' plot")
@@ -174,7 +187,7 @@ def main() -> None:
     trainer = FinalBudget(ds, args.final_epochs)
 
     def scored(run: dict, at: float) -> tuple[float, list[dict]]:
-        return finalists_hypervolume(run, at, trainer.test_accuracy, scale_at(run, at))
+        return finalists_hypervolume(run, at, trainer.test_accuracy, estimate_at(run, at))
 
     folder = Path(tempfile.mkdtemp(prefix="flightco-speed-"))
     report: dict = {"settings": vars(args) | {"out": str(args.out)}, "targets": {}}

@@ -112,7 +112,8 @@ class PredictorSpec(_Strict):
 
 class ScoreScaleSpec(_Strict):
     """The supernet score's stretch against from-scratch training (flightco/score_scale.py): measured
-    once per supernet on a few front members, it states the finalist window in proxy-accuracy points."""
+    once per supernet on a few front members, it maps the score onto the proxy's scale before the
+    finalists are chosen."""
 
     members: int = Field(4, ge=3, description="front members, spread along the primary cost, trained from scratch "
                                               "with the proxy budget (a slope and its correlation are fitted)")
@@ -140,8 +141,9 @@ class SupernetSpec(_Strict):
     predictor: PredictorSpec | None = Field(
         PredictorSpec(), description="accuracy predictor that queues its predicted front for scoring (null: off)")
     score_scale: ScoreScaleSpec | None = Field(
-        ScoreScaleSpec(), description="measure how stretched the supernet's score is against from-scratch training "
-                                      "and widen the finalist window by it (null: off)")
+        None, description="measure how stretched the supernet's score is against from-scratch training and "
+                          "choose finalists on the score mapped onto the proxy's scale (off by default: "
+                          "{} turns it on with the defaults)")
 
 
 class SearchSpec(_Strict):

@@ -1,21 +1,23 @@
 """How stretched the supernet's score is, measured against from-scratch proxy trainings.
 
-A subnet's inherited score (``strategy: supernet``) spreads the search front much more than
-stand-alone training does: the supernet's small subnets are under-trained, so the score falls
-3-5x as steeply towards cheap networks as the stand-alone truth, while the per-trial strategy's
-1-epoch proxy falls about as the truth does (README, "The cost bias"). Non-dominated sorting does
-not care, but the finalist rule does: "the cheapest front member within 10 points of the most
-accurate" is a window in accuracy points, and on a stretched scale it never reaches cheap
-networks that stand-alone training ranks close to the best (README, "The fronts held the answer").
+A subnet's inherited score (``strategy: supernet``) spreads the search front differently from
+stand-alone training: the supernet's small subnets are under-trained, so the score can fall 3-5x
+as steeply towards cheap networks as the stand-alone truth, while the per-trial strategy's
+1-epoch proxy falls about as the truth does (README, "The cost bias").
 
-So once per supernet, when the search has a front, a few of its members spread along the
-primary cost (the next non-dominated layers too, when the front is short) are trained from
-scratch with the recipe's proxy budget. The reduced-major-axis slope of their scores against
-their proxy accuracies is the stretch; the finalist window, stated in proxy-accuracy points as
-under the per-trial strategy, is multiplied by it in score points. The
-points depend on the supernet and the data, not the hardware (no cost enters the slope): they
-are stored beside the checkpoint (``<key>.scale.json``) and a sibling run with another profile
-uses them from its first trial.
+When ``search.supernet.score_scale`` is on (it is off by default), once the search has a front a
+few of its members spread along the primary cost (the next non-dominated layers too, when the
+front is short) are trained from scratch with the recipe's proxy budget. The reduced-major-axis
+line of their scores against their proxy accuracies gives the stretch and an offset, and the
+finalist rule (flightco/finalists.py) takes its hypervolume on ``offset + score / stretch``: the
+supernet's score on the proxy's scale. The points depend on the supernet and the data, not the
+hardware (no cost enters the line): they are stored beside the checkpoint (``<key>.scale.json``)
+and a sibling run with another profile uses them from its first trial.
+
+It is off by default because on the search benchmark's fronts the mapped score chose the same
+finalists as the plain score or worse ones (README, "Finalists by hypervolume"), and the
+calibration costs 30-55 s of proxy training inside the search budget. It still measures how far
+a supernet's score is from stand-alone training, which is worth knowing about any supernet.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ from flightco.subnet_archive import here_and_in_sibling_runs
 SCALE_ATTR = "score_scale"
 """Study attribute: the measured stretch and when it became known (see :func:`summary`)."""
 MAX_SCALE = 4.0
-"""Upper clip of the stretch, and how far below the best score calibration members may lie
-(``window * MAX_SCALE``): the part of the front the widened window can reach, no further, so a
-near-chance cheap outlier cannot stretch the window beyond where it was measured."""
+"""Upper clip of the stretch."""
+REACH = 0.4
+"""How far below the best score calibration members may lie, in score points: the part of the
+front whose finalists matter, so a near-chance cheap outlier cannot dominate the line."""
 MIN_SCALE = 0.5
 MIN_CORRELATION = 0.5
 """Below this Pearson r between scores and proxies the points say nothing about a scale."""
@@ -99,19 +102,18 @@ def stored(checkpoint: Path, settings: dict[str, Any]) -> tuple[ScoreScale, Path
     return None
 
 
-def within_reach(trials: Sequence[Any], acc_index: int, window: float) -> list[Any]:
-    """The trials within ``window * MAX_SCALE`` of the best score: the reach of any widened window."""
+def within_reach(trials: Sequence[Any], acc_index: int) -> list[Any]:
+    """The trials within ``REACH`` of the best score."""
     best = max((t.values[acc_index] for t in trials), default=0.0)
-    return [t for t in trials if t.values[acc_index] >= best - window * MAX_SCALE]
+    return [t for t in trials if t.values[acc_index] >= best - REACH]
 
 
-def ranked_candidates(scored: Sequence[Any], directions: Sequence[Any], acc_index: int, count: int,
-                      window: float) -> list[Any]:
+def ranked_candidates(scored: Sequence[Any], directions: Sequence[Any], acc_index: int, count: int) -> list[Any]:
     """The front of the scored trials, then its next non-dominated layers while fewer than
     ``count`` lie within reach: a short front (a small search) still yields calibration members
     among the best-ranked subnets, and a long one is used alone."""
     pool, chosen = list(scored), []
-    while pool and len(within_reach(chosen, acc_index, window)) < count:
+    while pool and len(within_reach(chosen, acc_index)) < count:
         layer = _get_pareto_front_trials_by_trials(pool, directions, consider_constraint=True)
         if not layer:
             break
@@ -121,11 +123,10 @@ def ranked_candidates(scored: Sequence[Any], directions: Sequence[Any], acc_inde
     return chosen
 
 
-def calibration_members(candidates: Sequence[Any], acc_index: int, cost_index: int, count: int,
-                        window: float) -> list[Any]:
+def calibration_members(candidates: Sequence[Any], acc_index: int, cost_index: int, count: int) -> list[Any]:
     """``count`` candidates spread evenly along the primary cost, among those within reach of
     the best score (see :func:`within_reach`)."""
-    near = sorted(within_reach(candidates, acc_index, window), key=lambda t: t.values[cost_index])
+    near = sorted(within_reach(candidates, acc_index), key=lambda t: t.values[cost_index])
     if len(near) <= count:
         return near
     return [near[round(i * (len(near) - 1) / (count - 1))] for i in range(count)]
@@ -133,14 +134,15 @@ def calibration_members(candidates: Sequence[Any], acc_index: int, cost_index: i
 
 def stretch(points: Sequence[ScalePoint]) -> dict[str, Any]:
     """The reduced-major-axis slope of score against proxy accuracy (symmetric in the two noisy
-    signals; least squares would shrink it by the proxy's noise share), its Pearson r and the
-    clipped scale.
-    ``scale`` is 1 (the window unchanged) when the points do not determine a slope."""
+    signals; least squares would shrink it by the proxy's noise share), its Pearson r, the
+    clipped scale and the offset of the line through the points' means, so that
+    ``offset + score / scale`` is a score on the proxy's scale.
+    ``scale`` is 1 (scores only shifted) when the points do not determine a slope."""
     n = len(points)
     raw = r = None
+    xs, ys = [p.proxy for p in points], [p.score for p in points]
+    mx, my = (sum(xs) / n, sum(ys) / n) if n else (0.0, 0.0)
     if n >= 3:
-        xs, ys = [p.proxy for p in points], [p.score for p in points]
-        mx, my = sum(xs) / n, sum(ys) / n
         sx = math.sqrt(sum((x - mx) ** 2 for x in xs))
         sy = math.sqrt(sum((y - my) ** 2 for y in ys))
         if sx > 0 and sy > 0:
@@ -150,7 +152,8 @@ def stretch(points: Sequence[ScalePoint]) -> dict[str, Any]:
     scale = min(max(raw, MIN_SCALE), MAX_SCALE) if usable else 1.0
     reason = None if usable else ("fewer than 3 distinct points" if r is None else
                                   f"scores and proxies correlate too weakly (r {r:.2f} < {MIN_CORRELATION})")
-    return {"scale": scale, "raw": raw, "r": r, "points": n, **({"unused_because": reason} if reason else {})}
+    return {"scale": scale, "offset": mx - my / scale, "raw": raw, "r": r, "points": n,
+            **({"unused_because": reason} if reason else {})}
 
 
 def summary(scale: ScoreScale, source: str) -> dict[str, Any]:
@@ -162,13 +165,13 @@ def summary(scale: ScoreScale, source: str) -> dict[str, Any]:
 
 
 def measure(candidates: Sequence[Any], acc_index: int, cost_index: int, ctx: Any, settings: dict[str, Any],
-            reporter: Any, window: float) -> ScoreScale:
+            reporter: Any) -> ScoreScale:
     """Train the calibration members from scratch with the proxy budget (the seed of a fresh
     trial of the per-trial strategy would use)."""
     from flightco.search import train_genome
     from flightco.space import Genome
 
-    members = calibration_members(candidates, acc_index, cost_index, settings["count"], window)
+    members = calibration_members(candidates, acc_index, cost_index, settings["count"])
     points = []
     for i, t in enumerate(members):
         genome = Genome.from_dict(t.user_attrs["genome"])

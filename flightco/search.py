@@ -32,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from flightco.data import Dataset, Split, load_dataset
 from flightco.errors import RunError
+from flightco.finalists import choose_finalists, pick_finalists  # noqa: F401  (re-exported)
 from flightco.front import final_key, finals_of, mean_terms, proxy_front  # noqa: F401  (re-exported)
 from flightco.hw.profile import HardwareProfile, load_profile
 from flightco.metrics import genome_metrics
@@ -308,9 +309,10 @@ class Objective:
         return result.accuracy
 
     def _ensure_score_scale(self, study: optuna.Study, evaluator: Any) -> None:
-        """Supernet strategy: make the score's stretch known to the finalist rule (study attribute
-        ``score_scale``), from a stored calibration of this supernet (this run's or a sibling's) or,
-        once the search has scored enough subnets, by training a few front members from scratch."""
+        """Supernet strategy with ``score_scale`` on: make the score's mapping onto the proxy scale
+        known to the finalist rule (study attribute ``score_scale``), from a stored calibration of
+        this supernet (this run's or a sibling's) or, once the search has scored enough subnets, by
+        training a few front members from scratch."""
         from flightco import score_scale as ss
 
         spec = self.ctx.recipe.search.supernet.score_scale
@@ -331,16 +333,16 @@ class Objective:
             ready = _calibration_front(study, spec.after_scored, settings["count"])
             if ready is None:
                 return
-            scale = ss.measure(*ready, self.ctx, settings, self.reporter, FINALIST_WINDOW)
+            scale = ss.measure(*ready, self.ctx, settings, self.reporter)
             ss.write(own, scale)
             source = "measured in this run"
         info = ss.summary(scale, source)
         study.set_user_attr(ss.SCALE_ATTR, info)
         self._scale_known = True
         nan = float("nan")
-        detail = (f"the finalist window is {FINALIST_WINDOW:g} x {info['scale']:.2f} score points"
+        detail = (f"finalists are chosen on {info['offset']:+.3f} + score / {info['scale']:.2f}"
                   if "unused_because" not in info else
-                  f"the finalist window stays {FINALIST_WINDOW:g} ({info['unused_because']})")
+                  f"finalists are chosen on the score {info['offset']:+.3f} ({info['unused_because']})")
         self.reporter.stage(f"score scale {source}: {info['points']} front members trained from scratch "
                             f"(score vs proxy slope {nan if info['raw'] is None else info['raw']:.2f}, "
                             f"r {nan if info['r'] is None else info['r']:.2f}); {detail}")
@@ -430,8 +432,8 @@ def _calibration_front(study: optuna.Study, after_scored: int, count: int) -> tu
         return None
     acc_i = objectives.index("accuracy")
     cost_i = next(i for i in range(len(objectives)) if i != acc_i)
-    candidates = ranked_candidates(scored, study.directions, acc_i, count, FINALIST_WINDOW)
-    if len(calibration_members(candidates, acc_i, cost_i, count, FINALIST_WINDOW)) < 3:
+    candidates = ranked_candidates(scored, study.directions, acc_i, count)
+    if len(calibration_members(candidates, acc_i, cost_i, count)) < 3:
         return None
     return candidates, acc_i, cost_i
 
@@ -453,51 +455,6 @@ def _find_trained_twin(study: optuna.Study, genome: Genome) -> FrozenTrial | Non
 
 
 # ---- finalists ----------------------------------------------------------------------------------
-
-
-FINALIST_WINDOW = 0.1
-"""How far below the most accurate front member, in proxy-accuracy points, the cheap finalists may lie."""
-
-
-def choose_finalists(study: optuna.Study, k: int, window: float = FINALIST_WINDOW) -> list[FrozenTrial]:
-    """The finalists of the study's front (see :func:`pick_finalists`), with the supernet score's
-    measured stretch (study attribute ``score_scale``) when there is one."""
-    from flightco.score_scale import SCALE_ATTR
-
-    scale = float(study.user_attrs.get(SCALE_ATTR, {}).get("scale", 1.0))
-    objectives = study.user_attrs.get("objectives", [])
-    return pick_finalists(proxy_front(study), objectives, study.directions, k, window, scale)
-
-
-def pick_finalists(front: Sequence[FrozenTrial], objectives: Sequence[str], directions: Sequence[Any], k: int,
-                   window: float = FINALIST_WINDOW, scale: float = 1.0) -> list[FrozenTrial]:
-    """The front's most accurate trial, then the cheapest front trials whose search accuracy is
-    within ``window * scale`` of it (the knee of the front), up to ``k``.
-
-    Proxy accuracies are rough, so finalists are picked from the accurate end of the front
-    rather than spread evenly: the cheapest extreme of a front is rarely worth full training.
-    ``window`` is in proxy-accuracy points; ``scale`` converts it to the search's own score when
-    that score is stretched (the supernet's: flightco/score_scale.py). When the window holds
-    fewer than ``k - 1`` others it is widened just enough to hold them (the next most accurate
-    front members): a front of k or more members always gives k finalists, as the recipe asks.
-    """
-    if not front or k <= 0:
-        return []
-    window = window * scale
-    acc_i = objectives.index("accuracy") if "accuracy" in objectives else None
-    if acc_i is None:
-        return sorted(front, key=lambda t: t.number)[:k]
-    cost_i = next((i for i, _ in enumerate(objectives) if i != acc_i), None)
-    best = max(front, key=lambda t: t.values[acc_i])
-    chosen = [best]
-    others = sorted((t for t in front if t is not best), key=lambda t: -t.values[acc_i])
-    near = [t for t in others if t.values[acc_i] >= best.values[acc_i] - window]
-    if len(near) < k - 1:  # the narrowest window that holds k - 1 others
-        near = others[: k - 1]
-    if cost_i is not None:
-        near.sort(key=lambda t: t.values[cost_i] * (1 if directions[cost_i].name == "MINIMIZE" else -1))
-    chosen += near[: k - 1]
-    return chosen
 
 
 def run_finalists(study: optuna.Study, ctx: SearchContext, reporter: Reporter, k: int) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
-"""The supernet score's stretch against from-scratch proxies, and the finalist window it widens:
-the slope and its guards, which front members are calibrated, the stored points and their reuse,
-and the finalist rule on a real Optuna study."""
+"""The supernet score's stretch against from-scratch proxies: the line and its guards, which front
+members are calibrated, the stored points and their reuse, and the mapped score the finalist
+rule uses on a real Optuna study (the rule itself: tests/test_finalists.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
 from flightco import score_scale as ss
-from flightco.search import FINALIST_WINDOW, choose_finalists, pick_finalists
+from flightco.finalists import choose_finalists
 
 
 def _point(score: float, proxy: float, trial: int = 0) -> ss.ScalePoint:
@@ -36,6 +36,8 @@ def test_the_slope_recovers_a_known_stretch_through_noise_in_both_signals(stretc
     got = ss.stretch(points)
     assert got["r"] > 0.9 and "unused_because" not in got
     assert got["scale"] == pytest.approx(stretch, rel=0.15)
+    # the mapped score lands back on the proxy's scale: the best score maps to about 0.8
+    assert got["offset"] + 0.8 / got["scale"] == pytest.approx(0.8, abs=0.03)
 
 
 def test_least_squares_would_shrink_the_stretch_more_than_the_symmetric_slope():
@@ -63,13 +65,13 @@ def test_the_scale_is_clipped_and_left_at_one_when_the_points_say_nothing():
     assert ss.stretch([_point(0.5, 0.6)] * 3)["unused_because"] == "fewer than 3 distinct points"
 
 
-def test_calibration_members_spread_along_the_cost_within_the_reach_of_a_widened_window():
+def test_calibration_members_spread_along_the_cost_within_reach_of_the_best_score():
     front = [_trial(i, acc, cost) for i, (acc, cost) in enumerate(
         [(0.20, 0.01), (0.45, 0.02), (0.55, 0.03), (0.60, 0.04), (0.65, 0.05), (0.70, 0.07), (0.75, 0.10)])]
-    chosen = ss.calibration_members(front, 0, 1, 3, window=0.1)
-    # the near-chance #0 lies beyond 0.1 * MAX_SCALE below the best and is never a calibration point
+    chosen = ss.calibration_members(front, 0, 1, 3)
+    # the near-chance #0 lies beyond REACH below the best and is never a calibration point
     assert [t.number for t in chosen] == [1, 3, 6]
-    assert [t.number for t in ss.calibration_members(front, 0, 1, 10, window=0.1)] == [1, 2, 3, 4, 5, 6]
+    assert [t.number for t in ss.calibration_members(front, 0, 1, 10)] == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_short_front_is_topped_up_from_the_next_non_dominated_layers():
@@ -77,10 +79,10 @@ def test_a_short_front_is_topped_up_from_the_next_non_dominated_layers():
     trials = [_trial(0, 0.70, 0.10), _trial(1, 0.60, 0.02), _trial(2, 0.65, 0.12), _trial(3, 0.50, 0.05),
               _trial(4, 0.40, 0.11), _trial(5, 0.55, 0.03)]
     # front: #0, #1; second layer: #2, #5, #3 (#3 is dominated by #5 and waits for a third layer)
-    assert {t.number for t in ss.ranked_candidates(trials, directions, 0, 2, 0.1)} == {0, 1}
-    assert {t.number for t in ss.ranked_candidates(trials, directions, 0, 3, 0.1)} == {0, 1, 2, 5}
-    assert {t.number for t in ss.ranked_candidates(trials, directions, 0, 5, 0.1)} == {0, 1, 2, 3, 5}
-    assert {t.number for t in ss.ranked_candidates(trials, directions, 0, 9, 0.1)} == set(range(6))
+    assert {t.number for t in ss.ranked_candidates(trials, directions, 0, 2)} == {0, 1}
+    assert {t.number for t in ss.ranked_candidates(trials, directions, 0, 3)} == {0, 1, 2, 5}
+    assert {t.number for t in ss.ranked_candidates(trials, directions, 0, 5)} == {0, 1, 2, 3, 5}
+    assert {t.number for t in ss.ranked_candidates(trials, directions, 0, 9)} == set(range(6))
 
 
 def test_stored_points_are_reused_by_sibling_runs_only_under_the_same_settings(tmp_path):
@@ -97,34 +99,17 @@ def test_stored_points_are_reused_by_sibling_runs_only_under_the_same_settings(t
     assert ss.stored(mine, settings) is None  # unreadable: measured again, never a crash
 
 
-def test_the_window_widened_by_the_scale_reaches_the_cheap_knee():
-    front = [_trial(0, 0.731, 0.0083), _trial(1, 0.673, 0.0046), _trial(2, 0.609, 0.0028), _trial(3, 0.468, 0.0027)]
-    objectives, directions = ["accuracy", "energy_mj"], [optuna.study.StudyDirection.MAXIMIZE,
-                                                         optuna.study.StudyDirection.MINIMIZE]
-    assert [t.number for t in pick_finalists(front, objectives, directions, 2)] == [0, 1]
-    assert [t.number for t in pick_finalists(front, objectives, directions, 2, scale=1.6)] == [0, 2]
-    assert [t.number for t in pick_finalists(front, objectives, directions, 2, scale=ss.MAX_SCALE)] == [0, 3]
-
-
-def test_optimize_picks_its_finalists_with_the_studys_measured_scale():
+def test_optimize_chooses_its_finalists_on_the_studys_mapped_score():
+    """Like stop 28's Eyeriss front. On the raw supernet score the most accurate member's 0.731 looks
+    much better than the cheap members; mapped onto the proxy's scale with a stretch of 2 the
+    differences halve, and the cheapest member adds the most hypervolume."""
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_user_attr("objectives", ["accuracy", "energy_mj"])
-    for acc, cost in ((0.731, 0.0083), (0.673, 0.0046), (0.609, 0.0028)):
+    study.set_user_attr("hypervolume_reference", {"accuracy": 0.0, "energy_mj": 0.0195})
+    for acc, cost in ((0.731, 0.0083), (0.673, 0.0046), (0.44, 0.0028)):
         study.add_trial(create_trial(values=[acc, cost], user_attrs={"genome": {}, "proxy": {}}))
     assert [t.values[1] for t in choose_finalists(study, 2)] == [0.0083, 0.0046]
-    study.set_user_attr(ss.SCALE_ATTR, {"scale": 1.6})
+    study.set_user_attr(ss.SCALE_ATTR, {"scale": 2.0, "offset": 0.40})  # stretch 2, best score -> 0.765
     assert [t.values[1] for t in choose_finalists(study, 2)] == [0.0083, 0.0028]
-    assert FINALIST_WINDOW == 0.1
-
-
-def test_a_window_holding_too_few_is_widened_just_enough_to_give_k_finalists():
-    # like seed 1's supernet front at 96 s (search_speed): the second member lay 16 score points below
-    # the best, so the 10-point window returned one finalist where the recipe asked for two
-    front = [_trial(8, 0.657, 0.138), _trial(0, 0.501, 0.0473), _trial(5, 0.31, 0.0452)]
-    objectives, directions = ["accuracy", "energy_mj"], [optuna.study.StudyDirection.MAXIMIZE,
-                                                         optuna.study.StudyDirection.MINIMIZE]
-    assert [t.number for t in pick_finalists(front, objectives, directions, 1)] == [8]
-    assert [t.number for t in pick_finalists(front, objectives, directions, 2)] == [8, 0]  # the next most accurate
-    assert [t.number for t in pick_finalists(front, objectives, directions, 3)] == [8, 5, 0]  # then by cost
-    assert [t.number for t in pick_finalists(front, objectives, directions, 4)] == [8, 5, 0]  # no more than the front
-    assert [t.number for t in pick_finalists(front, objectives, directions, 2, scale=2.0)] == [8, 0]
+    study.set_user_attr(ss.SCALE_ATTR, {"scale": 2.0})  # a stop-29 attribute without an offset: the raw score
+    assert [t.values[1] for t in choose_finalists(study, 2)] == [0.0083, 0.0046]

@@ -117,8 +117,8 @@ def test_supernet_search_inherits_accuracies_and_is_reused_by_another_target(cli
     assert len(scored_records(checkpoint, ScoreSettings(64, 2, 1e-3))) > known  # its own scores were archived
 
     # a fifth target measures the score's stretch: once it has scored a few subnets, three of its
-    # front members are trained from scratch with the proxy budget; the finalist window widens
-    # by the measured slope, and a sixth target with another profile reuses the stored points
+    # front members are trained from scratch with the proxy budget; its finalists are chosen on
+    # the score mapped by the measured line, and a sixth target with another profile reuses it
     from flightco import score_scale as ss
 
     scaled = {**tuned, "trials": 10, "supernet": {**tuned["supernet"], "predictor": None,
@@ -130,6 +130,7 @@ def test_supernet_search_inherits_accuracies_and_is_reused_by_another_target(cli
     _, study = load_study(tmp_path / "runs" / "scaled")
     info = study.user_attrs[ss.SCALE_ATTR]
     assert info["points"] == 3 and ss.MIN_SCALE <= info["scale"] <= ss.MAX_SCALE and info["seconds"] > 0
+    assert "finalists are chosen on" in " ".join(proc.stdout.split()) and "offset" in info
     stored = ss.read(ss.scale_path(next((tmp_path / "runs" / "scaled" / "supernet").glob("*.pt"))))
     values = {t.number: t.values[0] for t in study.trials if t.values}
     assert all(values[p.trial] == p.score and 0 <= p.proxy <= 1 for p in stored.points)
