@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-from pathlib import Path
 from statistics import mean
 from typing import Any
+
+from final_budget import add_same_front_arguments, open_same_fronts
 
 
 def best_subset(members: list[dict[str, Any]], k: int, reference: dict[str, float]) -> tuple[float, list[dict]]:
@@ -49,79 +49,28 @@ def best_subset(members: list[dict[str, Any]], k: int, reference: dict[str, floa
     return (hv(best) if best else 0.0), list(best)
 
 
-class Trainers:
-    """One :class:`FinalBudget` per training seed over the same data, their accuracies kept in a
-    JSON file after every training (seed -> genome -> test accuracy)."""
-
-    def __init__(self, path: Path, settings: dict[str, Any], known: dict[str, float]) -> None:
-        from final_budget import load_benchmark_data
-
-        self.path = path
-        self.stored: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
-        self.data = load_benchmark_data(settings["dataset"], settings["limit_train"], settings["seed"])
-        self.epochs = settings["final_epochs"]
-        self.known = known  # search_speed.py's own figures, all at training seed 0
-        self.by_seed: dict[int, Any] = {}
-
-    def test_accuracy(self, genome: dict[str, Any], seed: int = 0) -> float:
-        from final_budget import FinalBudget
-
-        if seed not in self.by_seed:
-            known = {**(self.known if seed == 0 else {}), **self.stored.get(str(seed), {})}
-            self.by_seed[seed] = FinalBudget(self.data, self.epochs, known, seed)
-        trainer = self.by_seed[seed]
-        before = trainer.trained
-        acc = trainer.test_accuracy(genome)
-        if trainer.trained > before:
-            self.stored.setdefault(str(seed), {})[FinalBudget.key(genome)] = acc
-            self.path.write_text(json.dumps(self.stored))
-        return acc
-
-    @property
-    def seconds(self) -> float:
-        return sum(t.seconds for t in self.by_seed.values())
-
-    @property
-    def trained(self) -> int:
-        return sum(t.trained for t in self.by_seed.values())
-
-
 def fraction_text(at: float, wall: float) -> str:
     return f"{at / wall:.3g}" if at < float("inf") else "inf"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", type=Path, required=True, help="search_speed.json of a search_speed.py run")
-    ap.add_argument("--runs", type=Path, default=None,
-                    help="the run folder search_speed.py printed (default: the one its JSON names)")
+    add_same_front_arguments(ap)
     ap.add_argument("--k", type=int, default=2, help="finalists per front, as search_speed.py picks (2)")
     ap.add_argument("--seeds", type=int, default=2,
                     help="extra training seeds (1..N) for both strategies' end finalists; 0: skip")
-    ap.add_argument("--cache", type=Path, default=None,
-                    help="JSON of trained accuracies (default: finalist_oracle_cache.json beside --json)")
-    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    import torch
-
-    from final_budget import known_accuracies
     from search_speed import GRID, estimate_at, finalists_hypervolume, front_at, load_run, member
 
-    report = json.loads(args.json.read_text())
-    folder = args.runs or (Path(report["run_folder"]) if "run_folder" in report else None)
-    if folder is None or not (folder / "runs").is_dir():
-        raise SystemExit(f"--runs: give the run folder search_speed.py printed (one holding runs/); got {folder}")
-    torch.set_num_threads(args.threads)
-    trainers = Trainers(args.cache or args.json.with_name("finalist_oracle_cache.json"), report["settings"],
-                        known_accuracies(report))
+    report, folder, trainers = open_same_fronts(args)
     fractions: dict[str, list[str]] = {"oracle": [], "rule": []}
     for target, data in report["targets"].items():
         pt = load_run(folder / "runs" / f"{target}_per_trial")
         sn = load_run(folder / "runs" / f"{target}_supernet")
         ref = sn["reference"]
         # the goal under this checkout's finalist rule (search_speed.py's JSON holds the rule of its day)
-        goal, _ = finalists_hypervolume(pt, pt["wall"], trainers.test_accuracy, 1.0)
+        goal, _ = finalists_hypervolume(pt, pt["wall"], trainers.test_accuracy)
         if abs(goal - data["goal_hypervolume"]) > 1e-12:
             print(f"{target}: the per-trial goal is {goal:.4g} under this finalist rule "
                   f"({data['goal_hypervolume']:.4g} in the JSON)", flush=True)

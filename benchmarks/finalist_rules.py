@@ -28,9 +28,9 @@ fractions of the per-trial wall time (first target / second target; ``inf`` if n
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from statistics import mean
+
+from final_budget import add_same_front_arguments, open_same_fronts
 
 WINDOW = 0.1
 """Stop 29's window, in proxy-accuracy points."""
@@ -49,27 +49,12 @@ def window_rule(front: list, run: dict, at: float) -> list:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", type=Path, required=True, help="search_speed.json of a search_speed.py run")
-    ap.add_argument("--runs", type=Path, default=None,
-                    help="the run folder search_speed.py printed (default: the one its JSON names)")
-    ap.add_argument("--cache", type=Path, default=None,
-                    help="JSON of trained accuracies (default: finalist_oracle_cache.json beside --json)")
-    ap.add_argument("--threads", type=int, default=2)
+    add_same_front_arguments(ap)
     args = ap.parse_args()
 
-    import torch
-
-    from finalist_oracle import Trainers
-    from final_budget import known_accuracies
     from search_speed import GRID, estimate_at, finalists_hypervolume, load_run
 
-    report = json.loads(args.json.read_text())
-    folder = args.runs or (Path(report["run_folder"]) if "run_folder" in report else None)
-    if folder is None or not (folder / "runs").is_dir():
-        raise SystemExit(f"--runs: give the run folder search_speed.py printed (one holding runs/); got {folder}")
-    torch.set_num_threads(args.threads)
-    trainers = Trainers(args.cache or args.json.with_name("finalist_oracle_cache.json"), report["settings"],
-                        known_accuracies(report))
+    report, folder, trainers = open_same_fronts(args)
     rules = {
         "window": lambda run, at: dict(rule=lambda front, r: window_rule(front, r, at)),
         "hypervolume": lambda run, at: {},
