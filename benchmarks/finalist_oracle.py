@@ -38,15 +38,11 @@ from final_budget import add_same_front_arguments, open_same_fronts
 def best_subset(members: list[dict[str, Any]], k: int, reference: dict[str, float]) -> tuple[float, list[dict]]:
     """The ``k`` members (or fewer, when the front is smaller) whose (test accuracy, energy)
     hypervolume is largest, by exhaustive search: fronts here hold tens of members."""
-    from flightco.hypervolume import hypervolume
-
-    def hv(group: tuple[dict, ...]) -> float:
-        return hypervolume([[m["test_accuracy"], m["values"][1]] for m in group], ["maximize", "minimize"],
-                           [reference["accuracy"], reference["energy_mj"]])
+    from search_speed import test_hypervolume
 
     groups = itertools.combinations(members, min(k, len(members)))
-    best = max(groups, key=hv, default=())
-    return (hv(best) if best else 0.0), list(best)
+    best = list(max(groups, key=lambda g: test_hypervolume(list(g), reference), default=()))
+    return test_hypervolume(best, reference), best
 
 
 def fraction_text(at: float, wall: float) -> str:
@@ -61,7 +57,7 @@ def main() -> None:
                     help="extra training seeds (1..N) for both strategies' end finalists; 0: skip")
     args = ap.parse_args()
 
-    from search_speed import GRID, estimate_at, finalists_hypervolume, front_at, load_run, member
+    from search_speed import GRID, estimate_at, finalists_hypervolume, front_at, load_run, member, test_hypervolume
 
     report, folder, trainers = open_same_fronts(args)
     fractions: dict[str, list[str]] = {"oracle": [], "rule": []}
@@ -104,7 +100,7 @@ def main() -> None:
             end_hvs[strategy] = []
             for seed in range(args.seeds + 1):
                 scored = [{**m, "test_accuracy": trainers.test_accuracy(m["genome"], seed)} for m in end]
-                hv, _ = best_subset(scored, len(scored), ref)
+                hv = test_hypervolume(scored, ref)
                 end_hvs[strategy].append(hv)
                 print(f"{target:9s} {strategy:9s} last finalists, training seed {seed}: hypervolume {hv:.4g} ("
                       + ", ".join(f"#{m['number']} {m['test_accuracy']:.3f}" for m in scored) + ")", flush=True)

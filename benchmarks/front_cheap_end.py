@@ -33,7 +33,7 @@ def main() -> None:
     import torch
 
     from final_budget import FinalBudget
-    from flightco.hypervolume import hypervolume
+    from search_speed import test_hypervolume
 
     report = json.loads(args.json.read_text())
     settings = report["settings"]
@@ -56,8 +56,7 @@ def main() -> None:
         member = front[number]
         start = time.perf_counter()
         accuracy = trainer.test_accuracy(member["genome"])
-        hv = hypervolume([[best["test_accuracy"], best["values"][1]], [accuracy, member["values"][1]]],
-                         ["maximize", "minimize"], [ref["accuracy"], ref["energy_mj"]])
+        hv = test_hypervolume([best, {**member, "test_accuracy": accuracy}], ref)
         ratios.append(hv / goal)
         print(f"{args.target} {args.strategy} #{number}: search score {member['values'][0]:.3f} (most accurate "
               f"finalist #{best['number']}: {best['values'][0]:.3f}), {member['values'][1]:.4g} mJ, test accuracy "

@@ -127,7 +127,6 @@ def finalists_hypervolume(run: dict, at: float, test_accuracy, estimate=None, ru
     """The finalists optimize would pick from the front at ``at`` seconds (``rule``, default
     flightco's own, given the run's reference point and accuracy ``estimate``), their
     stand-alone test accuracies, and the hypervolume of (test accuracy, energy)."""
-    from flightco.hypervolume import hypervolume
     from flightco.search import pick_finalists
 
     ref = run["reference"]
@@ -137,9 +136,16 @@ def finalists_hypervolume(run: dict, at: float, test_accuracy, estimate=None, ru
     else:
         chosen = rule(front, run)
     members = [{**member(t), "test_accuracy": test_accuracy(t.user_attrs["genome"])} for t in chosen]
-    hv = hypervolume([[m["test_accuracy"], m["values"][1]] for m in members], ["maximize", "minimize"],
-                     [ref["accuracy"], ref["energy_mj"]])
-    return hv, members
+    return test_hypervolume(members, ref), members
+
+
+def test_hypervolume(members: list[dict], reference: dict) -> float:
+    """Hypervolume of (stand-alone test accuracy, energy) of scored members (``test_accuracy``
+    and ``values`` as :func:`member` gives them) against a run's reference point."""
+    from flightco.hypervolume import hypervolume
+
+    return hypervolume([[m["test_accuracy"], m["values"][1]] for m in members], ["maximize", "minimize"],
+                       [reference["accuracy"], reference["energy_mj"]])
 
 
 def member(t) -> dict:
