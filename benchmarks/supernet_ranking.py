@@ -71,6 +71,9 @@ def main() -> None:
     ap.add_argument("--finetune-steps", default="25,100",
                     help="also score each subnet after this many QAT steps from its inherited weights (at its own "
                          "bits), and the same network after as many steps from scratch (the same cost)")
+    ap.add_argument("--scratch-steps", default=None,
+                    help="QAT step counts of the from-scratch rows (default: --finetune-steps); with --reuse-standalone, "
+                         "the cached ones, so fine-tuning step counts can be added without retraining the truth")
     ap.add_argument("--finetune-lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="genomes, data split and (unless --supernet-seed) the supernet")
@@ -97,10 +100,11 @@ def main() -> None:
     genomes = sample_genomes(space, args.genomes, seed=args.seed, in_channels=ds.in_channels,
                              resolution=ds.resolution, num_classes=ds.num_classes)
     tune_steps = [int(x) for x in args.finetune_steps.split(",") if x]
+    scratch_steps = [int(x) for x in (args.scratch_steps or args.finetune_steps).split(",") if x]
     truth_seeds = [int(x) for x in args.truth_seeds.split(",") if x]
     truth_key = {"dataset": args.dataset, "limit_train": args.limit_train, "genomes": [g.bits_summary() for g in genomes],
                  "proxy_epochs": args.proxy_epochs, "final_epochs": args.final_epochs, "seed": args.seed,
-                 "scratch_steps": tune_steps, "truth_seeds": truth_seeds}
+                 "scratch_steps": scratch_steps, "truth_seeds": truth_seeds}
     cache = args.out / "standalone.json"
     cached = json.loads(cache.read_text()) if args.reuse_standalone and cache.is_file() else None
     if args.reuse_standalone and (cached is None or cached.get("key") != truth_key):
@@ -123,7 +127,7 @@ def main() -> None:
     tuned: dict[int, list[float]] = {k: [] for k in tune_steps}
     tune_s: dict[int, float] = {k: 0.0 for k in tune_steps}
     proxy, runs = (cached["proxy"], cached["standalone_runs"]) if cached else ([], [])
-    scratch = {int(k): v for k, v in cached["scratch"].items()} if cached else {k: [] for k in tune_steps}
+    scratch = {int(k): v for k, v in cached["scratch"].items()} if cached else {k: [] for k in scratch_steps}
     for i, genome in enumerate(genomes):
         for c in sizes:
             t0 = time.perf_counter()
@@ -135,11 +139,11 @@ def main() -> None:
             train_steps(m, ds.train, k, args.finetune_lr, seed=i)
             tuned[k].append(evaluate(m, ds.val))
             tune_s[k] += time.perf_counter() - t0
-            if not cached:  # the same steps from scratch: what the fine-tune's cost buys without the supernet
-                torch.manual_seed(i)
-                m = build_model(genome)
-                train_steps(m, ds.train, k, 3e-3, seed=i)
-                scratch[k].append(evaluate(m, ds.val))
+        for k in scratch_steps if not cached else ():  # what the fine-tune's cost buys without the supernet
+            torch.manual_seed(i)
+            m = build_model(genome)
+            train_steps(m, ds.train, k, 3e-3, seed=i)
+            scratch[k].append(evaluate(m, ds.val))
         if not cached:
             torch.manual_seed(i)
             m = build_model(genome)
@@ -154,7 +158,8 @@ def main() -> None:
         print(f"genome {i:2d} {genome.bits_summary():28s} stand-alone test {np.mean(runs[i]):.3f} "
               f"({', '.join(f'{a:.3f}' for a in runs[i])})  proxy {proxy[i]:.3f}  "
               + "  ".join(f"inherited@{c} {inherited[c][-1]:.3f}" for c in sizes)
-              + "".join(f"  tuned@{k} {tuned[k][-1]:.3f}  scratch@{k} {scratch[k][i]:.3f}" for k in tune_steps), flush=True)
+              + "".join(f"  tuned@{k} {tuned[k][-1]:.3f}" for k in tune_steps)
+              + "".join(f"  scratch@{k} {scratch[k][i]:.3f}" for k in scratch_steps), flush=True)
     if not cached:
         args.out.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"key": truth_key, "proxy": proxy, "standalone_runs": runs,
@@ -164,9 +169,8 @@ def main() -> None:
     rows = [("proxy (%g epoch from scratch)" % args.proxy_epochs, np.array(proxy))]
     rows += [(f"supernet, inherited, recalibrated on {c} ({inherit_s[c] / len(genomes):.1f} s each)", np.array(inherited[c]))
              for c in sizes]
-    for k in tune_steps:
-        rows += [(f"inherited + {k} QAT steps ({tune_s[k] / len(genomes):.1f} s each)", np.array(tuned[k])),
-                 (f"{k} QAT steps from scratch", np.array(scratch[k]))]
+    rows += [(f"inherited + {k} QAT steps ({tune_s[k] / len(genomes):.1f} s each)", np.array(tuned[k])) for k in tune_steps]
+    rows += [(f"{k} QAT steps from scratch", np.array(scratch[k])) for k in scratch_steps]
     print(f"\nKendall tau against stand-alone test accuracy (mean of seeds {truth_seeds} + genome index; "
           f"{len(truth)} genomes, spanning {truth.min():.3f}-{truth.max():.3f}; bootstrap 95 % CI):")
     if len(truth_seeds) > 1:  # two stand-alone runs of the same genomes: what a perfect cheap signal could reach

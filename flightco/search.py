@@ -305,7 +305,8 @@ class Objective:
             "val_accuracy": result.accuracy, "source": "inherited", "supernet": evaluator.key, "seconds": result.seconds,
             "calibration_images": len(evaluator.calibration), "val_images": len(self.ctx.dataset.val),
             "finetune_steps": self.ctx.recipe.search.supernet.finetune_steps,
-            **({"inherited_accuracy": result.inherited_accuracy} if result.inherited_accuracy is not None else {})})
+            **({"inherited_accuracy": result.inherited_accuracy, "inherited_val_images": len(evaluator.gate_split)}
+               if result.inherited_accuracy is not None else {})})
         return result.accuracy
 
     def _ensure_score_scale(self, study: optuna.Study, evaluator: Any) -> None:

@@ -35,6 +35,39 @@ def test_extracted_float_subnet_computes_what_the_supernet_computes():
             torch.testing.assert_close(model(x), net(x, g), rtol=1e-4, atol=1e-4)
 
 
+def test_extraction_recalibrates_batchnorm_exactly_on_the_calibration_images():
+    """One set of calibration passes sets the activation scales AND BatchNorm's statistics: every
+    BN's running mean is the exact mean of its input over the calibration images, whatever the
+    supernet's own running statistics were, and BN's momentum is left as it was."""
+    space = SearchSpace.load(SPACE)
+    net = Supernet(space, 1, 28, 10)
+    torch.manual_seed(1)
+    x = torch.randn(128, 1, 28, 28) * 2 + 1
+    _, genome = random_genomes(space, 1, seed=5)[0]
+    model = extract(net, genome.with_uniform_bits(32), x, batch_size=64)
+    bn, conv = model.stem.bn, model.stem.conv
+    with torch.no_grad():
+        feats = conv(x)
+    torch.testing.assert_close(bn.running_mean, feats.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    assert bn.momentum == 0.1 and not model.training
+    quantized = extract(net, genome, x, batch_size=64)  # the scales' collection ends with the passes
+    counters = [(m.counter, m.collect_stats_steps) for m in quantized.modules() if hasattr(m, "collect_stats_steps")]
+    assert counters and all(c == steps == 2 for c, steps in counters)
+
+
+def test_gate_split_is_a_seeded_subset_of_validation():
+    from flightco.data import Split
+    from flightco.supernet_search import GATE_IMAGES, gate_split
+
+    val = Split(torch.arange(1000.0).reshape(-1, 1, 1, 1), torch.arange(1000) % 10)
+    a, b, other = gate_split(val, 0), gate_split(val, 0), gate_split(val, 1)
+    assert len(a) == GATE_IMAGES and torch.equal(a.x, b.x) and not torch.equal(a.x, other.x)
+    assert len(set(a.x.flatten().tolist())) == GATE_IMAGES  # distinct images of the split
+    assert torch.equal(a.y, a.x.flatten().long() % 10)  # labels travel with their images
+    small = Split(val.x[:100], val.y[:100])
+    assert gate_split(small, 0) is small
+
+
 @pytest.mark.slow
 def test_supernet_search_inherits_accuracies_and_is_reused_by_another_target(cli, write_recipe, tmp_path):
     from conftest import ROOT
@@ -90,6 +123,10 @@ def test_supernet_search_inherits_accuracies_and_is_reused_by_another_target(cli
     assert not any(weights(t).exists() for t in pruned) and all(weights(t).exists() for t in tuned_done)
     assert tuned_done and all(t.user_attrs["proxy"]["inherited_accuracy"] == t.user_attrs["rungs"]["0"]
                               for t in tuned_done)
+    from flightco.supernet_search import GATE_IMAGES
+
+    val_images = tuned_done[0].user_attrs["proxy"]["val_images"]
+    assert all(t.user_attrs["proxy"]["inherited_val_images"] == min(GATE_IMAGES, val_images) for t in tuned_done)
     assert all("0" in t.user_attrs["rungs"] for t in pruned)
     assert f"early stopping stopped {len(pruned)} of {len(pruned) + len(tuned_done)} scored subnets" in proc.stdout
 
