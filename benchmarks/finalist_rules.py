@@ -3,7 +3,7 @@
 ``search_speed.py`` scores the finalists ``optimize`` picks. Run-to-run variation of the searches
 is as large as any difference between finalist rules, so this script re-picks the finalists from
 the same fronts at the same times (thirds of the per-trial run; 0.1, 0.15, ... 1.0 of it, then its
-end, for the supernet), under three rules:
+end, for the supernet), under four rules:
 
 * ``window``: stop 29's rule, reproduced here: the most accurate front member and the cheapest
   within 10 proxy points of it, the points widened by the supernet score's measured stretch
@@ -11,7 +11,10 @@ end, for the supernet), under three rules:
 * ``hypervolume``: flightco's rule now (flightco/finalists.py): the most accurate, then the member
   adding the most hypervolume on the search's score;
 * ``mapped``: the same on the supernet score mapped onto the proxy's scale by the run's measured
-  line (``search.supernet.score_scale`` on); the per-trial strategy has no mapping.
+  line (``search.supernet.score_scale`` on); the per-trial strategy has no mapping;
+* ``greedy``: hypervolume from the first pick on: the member with the largest hypervolume alone,
+  then as ``hypervolume``. It drops the "most accurate first" clause, which on the supernet's
+  score often spends a finalist on its most expensive subnet.
 
 Genomes not yet trained are trained with the same final budget and seed (a genome gives the same
 test accuracy as in search_speed.py; cached beside the JSON, shared with finalist_oracle.py). Each
@@ -21,7 +24,7 @@ rule's goal is the per-trial strategy's end under that rule.
         [--runs /tmp/flightco-speed-XXXX]      # the run folder search_speed.py printed
 
 The last line is ``time_fractions_window=<f>/<g> time_fractions_hypervolume=<f>/<g>
-time_fractions_mapped=<f>/<g>``: when the supernet's finalists first reach the rule's goal, as
+time_fractions_mapped=<f>/<g> time_fractions_greedy=<f>/<g>``: when the supernet's finalists first reach the rule's goal, as
 fractions of the per-trial wall time (first target / second target; ``inf`` if never).
 """
 
@@ -47,9 +50,25 @@ def window_rule(front: list, run: dict, at: float) -> list:
     return [best] + near[:1]
 
 
+def greedy_rule(front: list, run: dict) -> list:
+    """Two finalists chosen greedily by hypervolume on the search's score, the first one included
+    (ties to the earlier trial)."""
+    from flightco.hypervolume import hypervolume
+
+    names = [d.name.lower() for d in run["directions"]]
+    point = [run["reference"][m] for m in run["objectives"]]
+    chosen, rest = [], sorted(front, key=lambda t: t.number)
+    while rest and len(chosen) < 2:
+        gains = [hypervolume([list(t.values) for t in chosen + [c]], names, point) for c in rest]
+        chosen.append(rest.pop(max(range(len(rest)), key=lambda i: (gains[i], -i))))
+    return chosen
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_same_front_arguments(ap)
+    ap.add_argument("--rules", default="window,hypervolume,mapped,greedy",
+                    help="comma-separated rules to compare; ratios are taken against the first")
     args = ap.parse_args()
 
     from search_speed import GRID, estimate_at, finalists_hypervolume, load_run
@@ -59,7 +78,12 @@ def main() -> None:
         "window": lambda run, at: dict(rule=lambda front, r: window_rule(front, r, at)),
         "hypervolume": lambda run, at: {},
         "mapped": lambda run, at: dict(estimate=estimate_at(run, at)),
+        "greedy": lambda run, at: dict(rule=greedy_rule),
     }
+    names = args.rules.split(",")
+    if not names or any(n not in rules for n in names):
+        raise SystemExit(f"--rules: choose among {', '.join(rules)}; got {args.rules!r}")
+    rules = {n: rules[n] for n in names}
     fractions: dict[str, list[str]] = {name: [] for name in rules}
     for target in report["targets"]:
         pt = load_run(folder / "runs" / f"{target}_per_trial")
@@ -89,9 +113,9 @@ def main() -> None:
             fractions[name].append(f"{reached / pt['wall']:.3g}" if reached < float("inf") else "inf")
             print(f"{target}: {name} rule: per-trial goal {goal:.4g}; the supernet reaches it at "
                   f"{fractions[name][-1]} of the per-trial time", flush=True)
-        for name in ("hypervolume", "mapped"):
-            ratios = [b / a for a, b in zip(curves["window"], curves[name]) if a > 0]
-            print(f"{target}: supernet {name} / window hypervolume over {len(ratios)} times: mean {mean(ratios):.4f}, "
+        for name in names[1:]:
+            ratios = [b / a for a, b in zip(curves[names[0]], curves[name]) if a > 0]
+            print(f"{target}: supernet {name} / {names[0]} hypervolume over {len(ratios)} times: mean {mean(ratios):.4f}, "
                   f"min {min(ratios):.4f}, max {max(ratios):.4f}", flush=True)
     print(f"stand-alone trainings added: {trainers.trained} ({trainers.seconds:.0f} s)")
     print(" ".join(f"time_fractions_{name}={'/'.join(v)}" for name, v in fractions.items()))
