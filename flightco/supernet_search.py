@@ -112,8 +112,8 @@ class SupernetEvaluator:
         """Extract, recalibrate, fine-tune (``finetune_steps``) and score ``genome`` on validation.
 
         ``before_finetune``, when given and fine-tuning is on, receives the inherited accuracy
-        on ``GATE_IMAGES`` validation images first and may raise (``optuna.TrialPruned``) to skip the fine-tuning: the
-        two-fidelity gate of early stopping under this strategy."""
+        on ``GATE_IMAGES`` validation images first and may raise (``optuna.TrialPruned``) to skip
+        the fine-tuning: the two-fidelity gate of early stopping under this strategy."""
         from flightco.nn.supernet import extract
         from flightco.train import evaluate
 
