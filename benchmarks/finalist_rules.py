@@ -53,15 +53,10 @@ def window_rule(front: list, run: dict, at: float) -> list:
 def greedy_rule(front: list, run: dict) -> list:
     """Two finalists chosen greedily by hypervolume on the search's score, the first one included
     (ties to the earlier trial)."""
-    from flightco.hypervolume import hypervolume
+    from flightco.finalists import grow_by_hypervolume
 
-    names = [d.name.lower() for d in run["directions"]]
-    point = [run["reference"][m] for m in run["objectives"]]
-    chosen, rest = [], sorted(front, key=lambda t: t.number)
-    while rest and len(chosen) < 2:
-        gains = [hypervolume([list(t.values) for t in chosen + [c]], names, point) for c in rest]
-        chosen.append(rest.pop(max(range(len(rest)), key=lambda i: (gains[i], -i))))
-    return chosen
+    return grow_by_hypervolume([], front, 2, [d.name.lower() for d in run["directions"]],
+                               [run["reference"][m] for m in run["objectives"]])
 
 
 def main() -> None:

@@ -72,12 +72,20 @@ def pick_finalists(front: Sequence[FrozenTrial], objectives: Sequence[str], dire
         v[acc_i] = estimate(v[acc_i])
         return v
 
-    chosen = [max(front, key=lambda t: (t.values[acc_i], -t.number))]
-    rest = sorted((t for t in front if t is not chosen[0]), key=lambda t: t.number)
+    first = max(front, key=lambda t: (t.values[acc_i], -t.number))
+    return grow_by_hypervolume([first], [t for t in front if t is not first], k, names, point, values)
+
+
+def grow_by_hypervolume(chosen: Sequence[FrozenTrial], candidates: Sequence[FrozenTrial], k: int,
+                        directions: Sequence[str], point: Sequence[float],
+                        values: Callable[[FrozenTrial], list[float]] = lambda t: list(t.values)) -> list[FrozenTrial]:
+    """``chosen``, then, up to ``k`` in all, the candidates that add the most hypervolume to those
+    chosen, one at a time (ties go to the earlier trial); ``directions`` are "maximize" /
+    "minimize", ``point`` the reference point, ``values`` a trial's objective values."""
+    chosen, rest = list(chosen), sorted(candidates, key=lambda t: t.number)
     while rest and len(chosen) < k:
-        gains = [hypervolume([values(t) for t in chosen + [c]], names, point) for c in rest]
-        best = max(range(len(rest)), key=lambda i: (gains[i], -i))
-        chosen.append(rest.pop(best))
+        gains = [hypervolume([values(t) for t in chosen + [c]], directions, point) for c in rest]
+        chosen.append(rest.pop(max(range(len(rest)), key=lambda i: (gains[i], -i))))
     return chosen
 
 
