@@ -67,7 +67,7 @@ def run_search(folder: Path, name: str, profile: str, strategy: str, args: argpa
                    "seed": args.seed, "strategy": strategy,
                    **({"early_stopping": {"eta": args.early_stopping}} if args.early_stopping else {}),
                    "supernet": {"epochs": args.supernet_epochs, "batch_size": args.supernet_batch, "calibration_images": 256,
-                                "finetune_steps": args.finetune_steps,
+                                "finetune_steps": args.finetune_steps, "children_sizes": args.children_sizes,
                                 **({"predictor": None} if args.no_predictor else {}),
                                 **({"score_scale": {}} if args.scale else {})}},
     }
@@ -173,6 +173,8 @@ def main() -> None:
                          "trainings at 25%% and 50%%, supernet skips the fine-tuning of unpromising subnets); 0: off")
     ap.add_argument("--no-predictor", action="store_true",
                     help="supernet: turn the accuracy predictor off (search.supernet.predictor: null)")
+    ap.add_argument("--children-sizes", choices=("choices", "spread"), default="choices",
+                    help="search.supernet.children_sizes: how the sandwich rule draws its random children")
     ap.add_argument("--scale", action="store_true",
                     help="supernet: measure the score's stretch on a few front members trained from scratch and "
                          "choose finalists on the mapped score (search.supernet.score_scale: {})")

@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--random-subnets", type=int, default=SupernetConfig.random_subnets)
     ap.add_argument("--children-bits", choices=("top", "random"), default=SupernetConfig.children_bits,
                     help="bit-widths of the sandwich rule's children (see SupernetConfig.children_bits)")
+    ap.add_argument("--children-sizes", choices=("choices", "spread"), default=SupernetConfig.children_sizes,
+                    help="how the sandwich rule's random children are drawn (see SupernetConfig.children_sizes)")
     ap.add_argument("--bit-warmup", type=float, default=SupernetConfig.bit_warmup,
                     help="--children-bits random: share of the steps before the children use the lowest bit-widths")
     ap.add_argument("--proxy-epochs", type=float, default=1)
@@ -111,7 +113,7 @@ def main() -> None:
         raise SystemExit(f"--reuse-standalone: {cache} is missing or was measured with other data, genomes or budgets")
 
     cfg = SupernetConfig(epochs=args.supernet_epochs, batch_size=args.supernet_batch,
-                         random_subnets=args.random_subnets, children_bits=args.children_bits,
+                         random_subnets=args.random_subnets, children_bits=args.children_bits, children_sizes=args.children_sizes,
                          bit_warmup=args.bit_warmup, seed=args.seed if args.supernet_seed is None else args.supernet_seed)
     t = time.perf_counter()
     net = Supernet(space, ds.in_channels, ds.resolution, ds.num_classes)

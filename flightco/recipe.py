@@ -131,6 +131,9 @@ class SupernetSpec(_Strict):
     children_bits: Literal["top", "random"] = Field(
         "top", description="top: children train at the space's highest bit-widths, lower ones come from each "
                            "subnet's recalibration (ranks better, measured); random: a random bit assignment per child")
+    children_sizes: Literal["choices", "spread"] = Field(
+        "choices", description="choices: the random children draw every choice uniformly (mostly mid-sized networks); "
+                               "spread: a size level first, so children cover the cheap end as often as the middle")
     bit_warmup: float = Field(0.0, ge=0, description="children_bits random: share of the steps before the children "
                                                      "use the lowest bit-widths (0: all bit-widths from the start)")
     calibration_images: int = Field(256, ge=16, description="training images that recalibrate each extracted subnet")

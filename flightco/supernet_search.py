@@ -38,7 +38,7 @@ def supernet_config(recipe: Any) -> Any:
 
     s = recipe.search.supernet
     return SupernetConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, random_subnets=s.random_subnets,
-                          children_bits=s.children_bits, bit_warmup=s.bit_warmup,
+                          children_bits=s.children_bits, children_sizes=s.children_sizes, bit_warmup=s.bit_warmup,
                           seed=recipe.search.seed)
 
 

@@ -221,3 +221,56 @@ def test_children_bits_decide_what_the_sandwich_rule_trains(children_bits):
     with pytest.raises(ValueError, match="children_bits must be top or random"):
         train_supernet(net, x, y, SupernetConfig(epochs=1, children_bits="half"))
 
+
+
+def _relative_log_macs(net: Supernet, genomes: list) -> torch.Tensor:
+    from flightco.hw.workload import workload
+
+    def log_macs(genome) -> float:
+        return float(torch.tensor(float(sum(layer.macs for layer in workload(genome)))).log())
+
+    low, high = log_macs(net.extreme_genome(False)), log_macs(net.extreme_genome(True))
+    return (torch.tensor([log_macs(g) for g in genomes]) - low) / (high - low)
+
+
+def test_spread_children_cover_the_cheap_end_that_uniform_choices_rarely_reach():
+    """In the default space uniform choices put few children in the smallest quarter of the
+    log-MACs range; drawing a size level first puts about a quarter there, and the level orders
+    the sizes."""
+    net = Supernet(SearchSpace.load(SPACE), 1, 28, 10)
+    g = torch.Generator().manual_seed(0)
+    uniform = _relative_log_macs(net, [net.random_genome(g, 0.0) for _ in range(300)])
+    spread = _relative_log_macs(net, [net.sized_genome(g, float(torch.rand((), generator=g)), 0.0) for _ in range(300)])
+    assert float((uniform < 0.25).float().mean()) < 0.08
+    assert 0.15 < float((spread < 0.25).float().mean()) < 0.4
+    assert 0.15 < float((spread > 0.75).float().mean()) < 0.4
+    small = _relative_log_macs(net, [net.sized_genome(g, 0.1, 0.0) for _ in range(40)])
+    large = _relative_log_macs(net, [net.sized_genome(g, 0.9, 0.0) for _ in range(40)])
+    assert float(small.mean()) + 0.4 < float(large.mean())
+    top = max(SearchSpace.load(SPACE).precision.w_bits)
+    assert all(p.w_bits == top for _ in range(5) for b in net.sized_genome(g, 0.5, 0.0).blocks for p in (b.dw, b.project))
+
+
+def test_children_sizes_spread_trains_children_of_every_size_and_keeps_old_checkpoint_keys():
+    from flightco.nn.supernet import SupernetConfig, supernet_key, train_supernet
+
+    net = Supernet(SearchSpace.load(SPACE), 1, 28, 10)
+    seen = []
+    forward = net.forward
+
+    def recording(x, genome):
+        seen.append(genome)
+        return forward(x, genome)
+
+    net.forward = recording
+    x, y = torch.randn(256, 1, 28, 28), torch.randint(0, 10, (256,))
+    train_supernet(net, x, y, SupernetConfig(epochs=2, batch_size=32, children_sizes="spread", seed=0))
+    children = [g for i, g in enumerate(seen) if i % 4 >= 2]  # largest, smallest, then 2 random per step
+    assert len(children) == 32 and float((_relative_log_macs(net, children) < 0.3).float().mean()) > 0.1
+    with pytest.raises(ValueError, match="children_sizes must be choices or spread"):
+        train_supernet(net, x, y, SupernetConfig(epochs=1, children_sizes="big"))
+    # The key of a default configuration is the one computed before children_sizes existed, so
+    # supernets already trained are still found; a spread supernet is another checkpoint.
+    dataset = {"name": "mnist5k"}
+    assert supernet_key("space", dataset, SupernetConfig()) == "f80bfbcff97bc399"
+    assert supernet_key("space", dataset, SupernetConfig(children_sizes="spread")) != "f80bfbcff97bc399"

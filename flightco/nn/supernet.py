@@ -150,6 +150,14 @@ class SupernetConfig:
     """``random`` only: share of the steps over which the children's lowest bit-width descends
     from the space's top choice to its bottom one (0: every bit-width from the first step; 0.5
     ranked no better than 0 over three seeds)."""
+    children_sizes: str = "choices"
+    """How the sandwich rule's random children are drawn: ``choices`` draws every architectural
+    choice uniformly, so most children are mid-sized (a network's MACs are a product of many
+    choices: in the default space 10 % of them lie in the smallest 37 % of the log-MACs range) and
+    the cheap end is rarely trained; ``spread`` first draws a size level uniformly and then each
+    choice near that level (:meth:`Supernet.sized_genome`), so the children cover the log-MACs
+    range about evenly, the cheap end included (AttentiveNAS samples uniformly in FLOPs for the
+    same reason)."""
     seed: int = 0
 
 
@@ -217,6 +225,24 @@ class Supernet(nn.Module):
                 return pick(choices)
 
         return sample_genome(Extreme(), self.space, in_channels=self.in_channels, resolution=self.resolution,
+                             num_classes=self.num_classes)
+
+    def sized_genome(self, generator: torch.Generator, level: float, bits_share: float = 1.0,
+                     spread: float = 0.25) -> Genome:
+        """A random architecture around size ``level`` (0: the smallest, 1: the largest): each
+        architectural choice is read from its sorted list at ``level`` plus Gaussian noise of
+        ``spread`` list lengths, so choices agree in size without being equal; bit-widths are
+        drawn as in :meth:`random_genome`."""
+        class Sized:
+            def suggest_categorical(self, name: str, choices: Any) -> Any:
+                if name.endswith("_bits"):
+                    choices = allowed_bits(choices, bits_share)
+                    return choices[int(torch.randint(len(choices), (1,), generator=generator))]
+                ordered = sorted(choices)
+                at = level + spread * float(torch.randn((), generator=generator))
+                return ordered[min(len(ordered) - 1, max(0, int(at * len(ordered))))]
+
+        return sample_genome(Sized(), self.space, in_channels=self.in_channels, resolution=self.resolution,
                              num_classes=self.num_classes)
 
     def random_genome(self, generator: torch.Generator, bits_share: float = 1.0) -> Genome:
@@ -294,6 +320,14 @@ def train_supernet(net: Supernet, x: torch.Tensor, y: torch.Tensor, cfg: Superne
     else:
         share_at = lambda st: min(1.0, (st + 1) / (cfg.bit_warmup * total))  # noqa: E731
     smallest, smallest_share = net.extreme_genome(False, share_at(0)), share_at(0)
+    if cfg.children_sizes not in ("choices", "spread"):
+        raise ValueError(f"children_sizes must be choices or spread, got {cfg.children_sizes!r}")
+
+    def random_child(share: float) -> Genome:
+        if cfg.children_sizes == "spread":
+            return net.sized_genome(g, float(torch.rand((), generator=g)), share)
+        return net.random_genome(g, share)
+
     start = time.perf_counter()
     step, loss_value = 0, float("nan")
     net.train()
@@ -314,7 +348,7 @@ def train_supernet(net: Supernet, x: torch.Tensor, y: torch.Tensor, cfg: Superne
             share = share_at(step)
             if share != smallest_share:
                 smallest, smallest_share = net.extreme_genome(False, share), share
-            children = [smallest] + [net.random_genome(g, share) for _ in range(cfg.random_subnets)]
+            children = [smallest] + [random_child(share) for _ in range(cfg.random_subnets)]
             for child in children:
                 logits = net(xb, child)
                 kd = F.kl_div(F.log_softmax(logits / cfg.distill_temperature, dim=1), soft, reduction="batchmean")
@@ -392,11 +426,17 @@ def train_steps(model: nn.Module, train: Any, steps: int, lr: float, seed: int) 
                                         bn_calibration_batches=FINETUNE_BN_BATCHES))
 
 
+LATER_DEFAULTS = {"children_sizes": "choices"}
+"""Settings added after supernets were first stored, and their defaults: a setting at its
+default stays out of the key, so checkpoints trained before it existed are still found."""
+
+
 def supernet_key(space_text: str, dataset: dict[str, Any], cfg: SupernetConfig) -> str:
     """What a trained supernet depends on: the space, the data and the training settings (not the
     hardware: one supernet serves every target, Once-for-All's point)."""
     import hashlib
     import json
 
-    blob = json.dumps({"space": space_text, "dataset": dataset, "cfg": cfg.__dict__}, sort_keys=True)
+    settings = {k: v for k, v in cfg.__dict__.items() if LATER_DEFAULTS.get(k, object()) != v}
+    blob = json.dumps({"space": space_text, "dataset": dataset, "cfg": settings}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
