@@ -41,18 +41,9 @@ import torch
 from scipy.stats import kendalltau
 
 from final_budget import known_accuracies, load_benchmark_data
+from supernet_ranking import bootstrap_tau
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def bootstrap_tau(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    taus = []
-    for _ in range(n):
-        idx = rng.integers(0, len(a), len(a))
-        if np.ptp(a[idx]) > 0 and np.ptp(b[idx]) > 0:
-            taus.append(kendalltau(a[idx], b[idx]).statistic)
-    return float(np.percentile(taus, 2.5)), float(np.percentile(taus, 97.5))
 
 
 def main() -> None:

@@ -199,22 +199,32 @@ def test_bit_warmup_starts_children_at_the_top_bit_widths():
     assert all(p.w_bits == top for _ in range(5) for b in net.random_genome(g, 0.0).blocks for p in (b.dw, b.project))
 
 
+def _trained_genomes(net: Supernet, x: torch.Tensor, y: torch.Tensor, cfg) -> list:
+    """Every genome the supernet's forward pass saw while ``train_supernet`` ran (per step: the
+    largest, the smallest, then the random children)."""
+    from flightco.nn.supernet import train_supernet
+
+    seen = []
+    forward = net.forward
+
+    def recording(inputs, genome):
+        seen.append(genome)
+        return forward(inputs, genome)
+
+    net.forward = recording
+    train_supernet(net, x, y, cfg)
+    net.forward = forward
+    return seen
+
+
 @pytest.mark.parametrize("children_bits", ["top", "random"])
 def test_children_bits_decide_what_the_sandwich_rule_trains(children_bits):
     from flightco.nn.supernet import SupernetConfig, train_supernet
 
     space = SearchSpace.load(SPACE)
     net = Supernet(space, 1, 28, 10)
-    seen = []
-    forward = net.forward
-
-    def recording(x, genome):
-        seen.append(genome)
-        return forward(x, genome)
-
-    net.forward = recording
     x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
-    train_supernet(net, x, y, SupernetConfig(epochs=2, batch_size=32, children_bits=children_bits, seed=0))
+    seen = _trained_genomes(net, x, y, SupernetConfig(epochs=2, batch_size=32, children_bits=children_bits, seed=0))
     lowest = min(p.w_bits for g in seen[1:] for b in g.blocks for p in (b.dw, b.project))
     top, bottom = max(space.precision.w_bits), min(space.precision.w_bits)
     assert lowest == (top if children_bits == "top" else bottom)
@@ -255,16 +265,8 @@ def test_children_sizes_spread_trains_children_of_every_size_and_keeps_old_check
     from flightco.nn.supernet import SupernetConfig, supernet_key, train_supernet
 
     net = Supernet(SearchSpace.load(SPACE), 1, 28, 10)
-    seen = []
-    forward = net.forward
-
-    def recording(x, genome):
-        seen.append(genome)
-        return forward(x, genome)
-
-    net.forward = recording
     x, y = torch.randn(256, 1, 28, 28), torch.randint(0, 10, (256,))
-    train_supernet(net, x, y, SupernetConfig(epochs=2, batch_size=32, children_sizes="spread", seed=0))
+    seen = _trained_genomes(net, x, y, SupernetConfig(epochs=2, batch_size=32, children_sizes="spread", seed=0))
     children = [g for i, g in enumerate(seen) if i % 4 >= 2]  # largest, smallest, then 2 random per step
     assert len(children) == 32 and float((_relative_log_macs(net, children) < 0.3).float().mean()) > 0.1
     with pytest.raises(ValueError, match="children_sizes must be choices or spread"):
