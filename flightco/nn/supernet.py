@@ -155,7 +155,7 @@ class SupernetConfig:
     choice uniformly, so most children are mid-sized (a network's MACs are a product of many
     choices: in the default space 10 % of them lie in the smallest 37 % of the log-MACs range) and
     the cheap end is rarely trained; ``spread`` first draws a size level uniformly and then each
-    choice near that level (:meth:`Supernet.sized_genome`), so the children cover the log-MACs
+    choice near that level (:meth:`Supernet.random_genome`), so the children cover the log-MACs
     range about evenly, the cheap end included (AttentiveNAS samples uniformly in FLOPs for the
     same reason)."""
     seed: int = 0
@@ -227,30 +227,21 @@ class Supernet(nn.Module):
         return sample_genome(Extreme(), self.space, in_channels=self.in_channels, resolution=self.resolution,
                              num_classes=self.num_classes)
 
-    def sized_genome(self, generator: torch.Generator, level: float, bits_share: float = 1.0,
-                     spread: float = 0.25) -> Genome:
-        """A random architecture around size ``level`` (0: the smallest, 1: the largest): each
-        architectural choice is read from its sorted list at ``level`` plus Gaussian noise of
-        ``spread`` list lengths, so choices agree in size without being equal; bit-widths are
-        drawn as in :meth:`random_genome`."""
-        class Sized:
-            def suggest_categorical(self, name: str, choices: Any) -> Any:
-                if name.endswith("_bits"):
-                    choices = allowed_bits(choices, bits_share)
-                    return choices[int(torch.randint(len(choices), (1,), generator=generator))]
-                ordered = sorted(choices)
-                at = level + spread * float(torch.randn((), generator=generator))
-                return ordered[min(len(ordered) - 1, max(0, int(at * len(ordered))))]
+    def random_genome(self, generator: torch.Generator, bits_share: float = 1.0, level: float | None = None,
+                      spread: float = 0.25) -> Genome:
+        """A random architecture and bit assignment, bit-widths drawn from the top ``bits_share``.
 
-        return sample_genome(Sized(), self.space, in_channels=self.in_channels, resolution=self.resolution,
-                             num_classes=self.num_classes)
-
-    def random_genome(self, generator: torch.Generator, bits_share: float = 1.0) -> Genome:
-        """A random architecture and bit assignment, bit-widths drawn from the top ``bits_share``."""
+        Architectural choices are uniform, or, given a size ``level`` (0: the smallest, 1: the
+        largest), read from each sorted list at ``level`` plus Gaussian noise of ``spread`` list
+        lengths, so that the choices agree in size without being equal (``children_sizes: spread``)."""
         class Random:
             def suggest_categorical(self, name: str, choices: Any) -> Any:
                 if name.endswith("_bits"):
                     choices = allowed_bits(choices, bits_share)
+                elif level is not None:
+                    ordered = sorted(choices)
+                    at = level + spread * float(torch.randn((), generator=generator))
+                    return ordered[min(len(ordered) - 1, max(0, int(at * len(ordered))))]
                 return choices[int(torch.randint(len(choices), (1,), generator=generator))]
 
         return sample_genome(Random(), self.space, in_channels=self.in_channels, resolution=self.resolution,
@@ -324,9 +315,8 @@ def train_supernet(net: Supernet, x: torch.Tensor, y: torch.Tensor, cfg: Superne
         raise ValueError(f"children_sizes must be choices or spread, got {cfg.children_sizes!r}")
 
     def random_child(share: float) -> Genome:
-        if cfg.children_sizes == "spread":
-            return net.sized_genome(g, float(torch.rand((), generator=g)), share)
-        return net.random_genome(g, share)
+        level = float(torch.rand((), generator=g)) if cfg.children_sizes == "spread" else None
+        return net.random_genome(g, share, level)
 
     start = time.perf_counter()
     step, loss_value = 0, float("nan")
